@@ -1,0 +1,17 @@
+"""The query function: HTTP routes that wiring.HTTP_ROUTES assigns to "query"."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from context_engine.api.app import build_api
+from context_engine.observability.powertools import logger, metrics, tracer
+
+app = build_api("query")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

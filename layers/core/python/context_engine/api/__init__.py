@@ -1,0 +1,1 @@
+"""HTTP API v1 on powertools' APIGatewayHttpResolver: routes, auth context, error mapping."""

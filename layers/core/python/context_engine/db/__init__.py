@@ -1,0 +1,5 @@
+"""PostgreSQL access: pool, tenant-scoped transactions, migrations, embedded server."""
+
+from context_engine.db.database import Database
+
+__all__ = ["Database"]

@@ -1,0 +1,1 @@
+"""Domain events: envelopes, publishing (EventBridge or in process) and the outbox."""

@@ -1,0 +1,187 @@
+"""HTTP API v1 request and response bodies. Validation errors name the field (422);
+sizes that an operator configures (turn text, batch, budget) are checked by the
+core and answered with 413."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from context_engine.models.domain import (
+    AgentProfile,
+    ContextWindow,
+    Identifier,
+    Job,
+    Memory,
+    SectionName,
+    Session,
+    Snippet,
+    ToolCall,
+    ToolStatus,
+    Turn,
+)
+
+
+class StrictBody(BaseModel):
+    """Unknown fields are an error: a typo in a field name must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- turns -------------------------------------------------------------------------
+class WriteTurnRequest(StrictBody):
+    agent_id: str = Identifier
+    user_id: str = Identifier
+    question: str = Field(min_length=1)
+    answer: str = Field(default="")
+    occurred_at: AwareDatetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class WriteTurnResponse(BaseModel):
+    turn_id: UUID
+    seq: int
+    token_count: int
+
+
+class TurnsPage(BaseModel):
+    items: list[Turn]
+    next_after_seq: int | None = Field(description="Pass as after_seq for the next page; null at the end.")
+
+
+class SessionInfo(BaseModel):
+    session: Session
+    window: ContextWindow
+
+
+# --- context -----------------------------------------------------------------------
+class QueryContextRequest(StrictBody):
+    agent_id: str = Identifier
+    user_id: str | None = Field(default=None, min_length=1, max_length=128)
+    session_id: str | None = Field(default=None, min_length=1, max_length=128)
+    query: str = Field(min_length=1, max_length=8000)
+    token_budget: int = Field(gt=0)
+    model_call_id: str | None = Field(default=None, max_length=128)
+    include: list[SectionName] | None = None
+    k: int = Field(default=20, ge=1, le=200)
+
+
+class Section(BaseModel):
+    name: SectionName
+    token_count: int
+    token_share: int
+    snippet_count: int
+
+
+class QueryContextResponse(BaseModel):
+    context: str
+    sections: list[Section]
+    snippets: list[Snippet]
+    token_count: int
+    token_budget: int
+    cache: Literal["hit", "miss"]
+    window_version: int
+
+
+# --- tool calls --------------------------------------------------------------------
+class ToolCallSpec(StrictBody):
+    call_id: str = Identifier
+    name: str = Field(min_length=1, max_length=200)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    turn_id: UUID | None = None
+    parent_call_id: str | None = Field(default=None, max_length=128)
+    status: Literal["pending", "running"] = "pending"
+
+
+class RegisterToolChainRequest(StrictBody):
+    agent_id: str = Identifier
+    user_id: str = Identifier
+    calls: list[ToolCallSpec] = Field(min_length=1)
+
+
+class ToolCallsResponse(BaseModel):
+    items: list[ToolCall]
+
+
+class UpdateToolResultRequest(StrictBody):
+    status: ToolStatus
+    result: Any = None
+    error: Any = None
+
+
+# --- memories ----------------------------------------------------------------------
+class CreateMemoryRequest(StrictBody):
+    agent_id: str = Identifier
+    user_id: str | None = Field(default=None, min_length=1, max_length=128)
+    visibility: Literal["private", "agent"] = "private"
+    content: str = Field(min_length=1)
+    importance: float = Field(default=0.5, ge=0.0, le=1.0)
+    source_turn_ids: list[UUID] = Field(default_factory=list, max_length=100)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchMemoriesRequest(StrictBody):
+    agent_id: str = Identifier
+    user_id: str | None = Field(default=None, min_length=1, max_length=128)
+    query: str = Field(min_length=1, max_length=8000)
+    k: int = Field(default=10, ge=1, le=100)
+
+
+class MemoryHit(BaseModel):
+    memory: Memory
+    score: float
+
+
+class SearchMemoriesResponse(BaseModel):
+    items: list[MemoryHit]
+
+
+# --- agents, jobs, misc ------------------------------------------------------------
+class PutAgentRequest(AgentProfile):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentResponse(BaseModel):
+    agent_id: str
+    profile: AgentProfile
+    version: int
+    updated_at: datetime
+
+
+class RebuildRequest(StrictBody):
+    strategy: Literal["summarize", "truncate", "importance"] = "summarize"
+    target_tokens: int | None = Field(default=None, ge=32, le=100_000)
+    keep_head: int | None = Field(default=None, ge=0, le=1000)
+    keep_tail: int | None = Field(default=None, ge=0, le=1000)
+
+
+class JobAccepted(BaseModel):
+    job_id: UUID
+
+
+class JobResponse(Job):
+    pass
+
+
+class DeletedResponse(BaseModel):
+    deleted: bool
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    checks: dict[str, str]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

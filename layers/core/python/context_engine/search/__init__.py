@@ -1,0 +1,1 @@
+"""Search backends (PostgreSQL full text + pgvector; OpenSearch in AWS) behind one interface."""

@@ -1,0 +1,1 @@
+"""Use cases: one function per API operation, taking the runtime and the caller."""
