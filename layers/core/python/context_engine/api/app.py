@@ -4,6 +4,7 @@ validation, the body-size limit and the error mapping."""
 from __future__ import annotations
 
 import base64
+import json
 from functools import cache
 from typing import Any
 
@@ -24,24 +25,29 @@ def _bind(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Respo
         routes.current_app.reset(token)
 
 
-def _limit_body(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
-    """413 before anything parses an oversized body."""
-    raw = app.current_event.raw_event.get("body") or ""
-    size = len(base64.b64decode(raw)) if app.current_event.raw_event.get("isBase64Encoded") else len(raw.encode())
-    limit = get_settings().max_body_bytes
-    if size > limit:
-        return errors.error_response(413, "payload_too_large", f"request body is {size} bytes, limit {limit}",
-                                     [{"loc": ["body"], "limit": limit, "actual": size, "unit": "bytes"}])
-    return next_middleware(app)
+class ContextEngineResolver(APIGatewayHttpResolver):
+    """Answers 413 before anything parses an oversized body (powertools' validation would
+    otherwise run first and spend time and memory on it)."""
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raw = event.get("body") or ""
+        size = len(base64.b64decode(raw)) if event.get("isBase64Encoded") else len(raw.encode())
+        limit = get_settings().max_body_bytes
+        if size > limit:
+            body = {"error": {"code": "payload_too_large", "message": f"request body is {size} bytes, limit {limit}",
+                              "details": [{"loc": ["body"], "limit": limit, "actual": size, "unit": "bytes"}]}}
+            return {"statusCode": 413, "headers": {"Content-Type": "application/json"},
+                    "body": json.dumps(body), "isBase64Encoded": False}
+        return super().resolve(event, context)
 
 
 def build_api(function: str | None = None) -> APIGatewayHttpResolver:
     """The resolver for ``function`` (None: every route, e.g. for the OpenAPI document)."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = ContextEngineResolver(enable_validation=True)
     for r in routes.REGISTRY:
         if function is None or HTTP_ROUTES.get(r.key) == function:
             app.route(r.resolver_rule, r.method, summary=r.summary)(r.view)
-    app.use(middlewares=[_bind, _limit_body])
+    app.use(middlewares=[_bind])
     errors.install(app)
     return app
 
