@@ -1,0 +1,41 @@
+"""Near-duplicate removal for ranked items (turns, memories) before packing.
+
+Two items are near-duplicates when the Jaccard overlap of their analyzed term sets reaches
+the threshold (repeated greetings, a memory that restates a turn). The higher-ranked item
+is kept. Only the top of the list matters for packing, so ``limit`` bounds the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from context_engine.retrieval.lexical import analyze
+
+T = TypeVar("T")
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def dedupe(
+    items: Sequence[T],
+    text_of: Callable[[T], str],
+    *,
+    threshold: float = 0.85,
+    limit: int = 200,
+) -> list[T]:
+    """``items`` (best first) without near-duplicates of a better item; items past ``limit``
+    are kept as they are."""
+    kept: list[T] = []
+    kept_sets: list[frozenset[str]] = []
+    for item in items[:limit]:
+        terms = frozenset(analyze(text_of(item)))
+        if any(jaccard(terms, other) >= threshold for other in kept_sets):
+            continue
+        kept.append(item)
+        kept_sets.append(terms)
+    return kept + list(items[limit:])

@@ -1,0 +1,150 @@
+"""Budget-aware packing of ranked turns into a context section that never exceeds its budget.
+
+Whole turns cost about 70 tokens each; the utterance that matched costs about half that, so
+packing utterance snippets fits roughly twice as many distinct hits into the same budget.
+Snippets are rendered grouped by session in chronological order under one date header per
+session, so the date (which temporal questions need) is paid once per session, not per line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from context_engine.retrieval.dates import index_date_text
+from context_engine.retrieval.rerank import Candidate, Scored
+from context_engine.text.tokens import EncodingLike, count_tokens, truncate_to_tokens
+
+
+@dataclass(frozen=True)
+class Snippet:
+    candidate_id: str
+    session_id: str
+    seq: int
+    part: int | None  # index of the utterance, or None for the whole turn
+    text: str
+    score: float
+    occurred_at: dt.date | dt.datetime | None
+
+
+@dataclass(frozen=True)
+class PackedContext:
+    text: str
+    snippets: tuple[Snippet, ...]  # in rendered order
+    token_count: int
+
+
+def default_header(candidate: Candidate) -> str:
+    if candidate.occurred_at is not None:
+        return f"[{index_date_text(candidate.occurred_at)}]"
+    if candidate.date_text:
+        return f"[{candidate.date_text}]"
+    return f"[session {candidate.session_id}]"
+
+
+def _render(chosen: list[tuple[Snippet, Candidate]], header: Callable[[Candidate], str] | None) -> str:
+    def sort_key(item: tuple[Snippet, Candidate]) -> tuple[str, str, int, int]:
+        snip, cand = item
+        when = cand.occurred_at.isoformat() if cand.occurred_at is not None else ""
+        return (when, snip.session_id, snip.seq, -1 if snip.part is None else snip.part)
+
+    # Sessions in order of their earliest chosen turn; lines in (seq, part) order within each.
+    ordered = sorted(chosen, key=sort_key)
+    first_seen: dict[str, int] = {}
+    for i, (snip, _) in enumerate(ordered):
+        first_seen.setdefault(snip.session_id, i)
+    ordered.sort(
+        key=lambda it: (first_seen[it[0].session_id], it[0].seq, -1 if it[0].part is None else it[0].part)
+    )
+    lines: list[str] = []
+    current: str | None = None
+    for snip, cand in ordered:
+        if header is not None and snip.session_id != current:
+            if lines:
+                lines.append("")
+            lines.append(header(cand))
+            current = snip.session_id
+        lines.append(snip.text)
+    return "\n".join(lines)
+
+
+def pack(
+    scored: Sequence[Scored],
+    budget: int,
+    *,
+    mode: str = "parts",
+    part_weight: float = 1.0,
+    max_part_tokens: int | None = None,
+    header: Callable[[Candidate], str] | None = default_header,
+    encoding: EncodingLike = None,
+) -> PackedContext:
+    """Fill ``budget`` tokens with the best snippets; the result's exact count is ≤ budget.
+
+    ``mode="parts"`` packs single utterances, prioritised by turn score + ``part_weight`` × the
+    utterance's own score; ``mode="turns"`` packs whole turns in ranked order.
+    """
+    if budget <= 0 or not scored:
+        return PackedContext("", (), 0)
+    if mode not in ("parts", "turns"):
+        raise ValueError("mode must be 'parts' or 'turns'")
+    items: list[tuple[float, Snippet, Candidate]] = []
+    for s in scored:
+        cand = s.candidate
+        if mode == "turns":
+            text = "\n".join(p.text for p in cand.parts)
+            items.append(
+                (
+                    s.score,
+                    Snippet(cand.id, cand.session_id, cand.seq, None, text, s.score, cand.occurred_at),
+                    cand,
+                )
+            )
+            continue
+        for pi, part in enumerate(cand.parts):
+            prio = s.score + part_weight * (s.part_scores[pi] if pi < len(s.part_scores) else 0.0)
+            items.append(
+                (
+                    prio,
+                    Snippet(cand.id, cand.session_id, cand.seq, pi, part.text, prio, cand.occurred_at),
+                    cand,
+                )
+            )
+    items.sort(key=lambda x: -x[0])
+
+    chosen: list[tuple[Snippet, Candidate]] = []
+    sessions: set[str] = set()
+    used = 0
+    for _, snip, cand in items:
+        text = snip.text
+        if max_part_tokens is not None:
+            text = truncate_to_tokens(text, max_part_tokens, encoding, suffix="…")
+            if not text:
+                continue
+            snip = Snippet(
+                snip.candidate_id, snip.session_id, snip.seq, snip.part, text, snip.score, snip.occurred_at
+            )
+        # A line costs its tokens plus the newline; a new session adds its header and a blank line.
+        cost = count_tokens(text, encoding) + 1
+        if header is not None and snip.session_id not in sessions:
+            cost += count_tokens(header(cand), encoding) + 2
+        if used + cost > budget:
+            continue
+        chosen.append((snip, cand))
+        sessions.add(snip.session_id)
+        used += cost
+        if budget - used < 4:
+            break
+
+    # The per-line estimate can differ from the real count where BPE merges across newlines:
+    # re-count the rendered text and drop the lowest-priority snippet until it fits.
+    text = _render(chosen, header)
+    total = count_tokens(text, encoding)
+    while chosen and total > budget:
+        chosen.pop()
+        text = _render(chosen, header)
+        total = count_tokens(text, encoding)
+    rendered = {(s.candidate_id, s.part) for s, _ in chosen}
+    order = [s for s, _ in sorted(chosen, key=lambda it: text.find(it[0].text))]
+    assert len(rendered) == len(order)
+    return PackedContext(text, tuple(order), total)

@@ -1,0 +1,238 @@
+"""Hybrid re-ranking of candidate turns fetched by a storage backend.
+
+The backend fetches candidates cheaply (full-text OR query, vector top-k, date-range rows,
+neighbours of the best hits) and hands them here with what it already knows: the parts
+(question / answer utterances), the session and seq, the date, and the cosine between the
+query and the turn's embedding. This module computes everything else in Python:
+
+1. per-part BM25 (each utterance plus the date text, scored against per-user statistics)
+   and turn-level BM25, both from the analyzed text;
+2. z-normalised fusion with the dense cosine (scores are normalised over the candidate set,
+   so no fixed calibration between BM25 and cosine is needed);
+3. a speaker prior: when the query names exactly one of the speakers, that speaker's
+   utterances get a bonus (questions about a person are mostly answered in their own words);
+4. neighbour smoothing: a turn gains part of the best adjacent turn's score (same session,
+   seq ± 1), because evidence in dialogue sits next to the turn that matches the words;
+5. a date bonus for turns that fall in a date range the query names.
+
+Nothing here is keyed to a data set: speakers come from the candidates themselves (the
+``speaker`` field or a leading "Name:" of the part), dates from the query text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from context_engine.retrieval.fusion import FloatArray, zscore
+from context_engine.retrieval.lexical import CorpusStats, analyze, bm25
+from context_engine.retrieval.query import QueryFeatures, named_speakers
+
+_SPEAKER_PREFIX = re.compile(r"^\s*([A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}):\s")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One utterance of a turn (a WriteQA question or answer)."""
+
+    text: str
+    speaker: str | None = None
+    # The stored analyzed terms, if the backend kept them; otherwise analyzed here.
+    terms: tuple[str, ...] | None = None
+
+    @property
+    def speaker_name(self) -> str | None:
+        if self.speaker:
+            return self.speaker
+        m = _SPEAKER_PREFIX.match(self.text)
+        return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A turn as fetched by the backend."""
+
+    id: str
+    session_id: str
+    seq: int
+    parts: tuple[Part, ...]
+    occurred_at: dt.date | dt.datetime | None = None
+    # Text indexed with every part (the rendered date, e.g. "8 May 2023").
+    date_text: str = ""
+    # Cosine similarity of the query with the turn's embedding; None if not embedded yet.
+    dense: float | None = None
+    # Optional cosine per part (if the backend stores one embedding per utterance).
+    part_dense: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """Weights of the fused score; the defaults are the measured recipe (docs/retrieval.md)."""
+
+    w_part_lex: float = 0.5
+    w_part_dense: float = 0.5
+    w_turn_lex: float = 0.25
+    w_turn_dense: float = 0.75
+    w_speaker: float = 0.5
+    neighbour: float = 0.5
+    w_date: float = 1.0
+    # A day named in the query matches turns from one day before to a week after (people
+    # talk about an event in the days after it); a month matches up to ten days after it.
+    date_before_days: int = 1
+    date_after_days: int = 7
+    month_after_days: int = 10
+    k1: float = 1.2
+    b: float = 0.75
+
+
+@dataclass(frozen=True)
+class Scored:
+    candidate: Candidate
+    score: float
+    # Per-part score before turn-level terms, z-normalised over all parts (for snippet choice).
+    part_scores: tuple[float, ...] = field(default=())
+
+    @property
+    def best_part(self) -> int:
+        return int(np.argmax(self.part_scores)) if self.part_scores else 0
+
+
+@functools.lru_cache(maxsize=65536)
+def _analyzed(text: str) -> tuple[str, ...]:
+    return tuple(analyze(text))
+
+
+def _terms(part: Part) -> tuple[str, ...]:
+    return part.terms if part.terms is not None else _analyzed(part.text)
+
+
+def _as_date(value: dt.date | dt.datetime | None) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value
+
+
+def _fill_missing(values: list[float | None]) -> FloatArray:
+    """Missing values (e.g. a turn not embedded yet) count as the worst present value."""
+    present = [v for v in values if v is not None]
+    floor = min(present) if present else 0.0
+    return np.array([floor if v is None else v for v in values], dtype=np.float64)
+
+
+def neighbour_smooth(scores: FloatArray, keys: Sequence[tuple[str, int]], weight: float) -> FloatArray:
+    """``s + weight·max(s[prev], s[next])`` with prev/next = same session, seq ∓ 1.
+
+    A neighbour that is not among the candidates counts as the lowest candidate score: it
+    was not found by any retriever, so it is assumed weak.
+    """
+    if weight == 0 or len(scores) == 0:
+        return scores
+    index = {k: i for i, k in enumerate(keys)}
+    floor = float(scores.min())
+    out = scores.copy()
+    for i, (session, seq) in enumerate(keys):
+        prev = index.get((session, seq - 1))
+        nxt = index.get((session, seq + 1))
+        best = max(
+            scores[prev] if prev is not None else floor,
+            scores[nxt] if nxt is not None else floor,
+        )
+        out[i] += weight * best
+    return out
+
+
+def date_matches(day: dt.date | None, query: QueryFeatures, config: RankConfig) -> bool:
+    if day is None:
+        return False
+    for span in query.dates:
+        after = config.date_after_days if span.granularity == "day" else config.month_after_days
+        if span.contains(day, before=config.date_before_days, after=after):
+            return True
+    return False
+
+
+def rank(
+    query: QueryFeatures,
+    candidates: Sequence[Candidate],
+    stats: CorpusStats,
+    config: RankConfig | None = None,
+) -> list[Scored]:
+    """Candidates ordered best first (deduplicated by id, first occurrence wins)."""
+    cfg = config or RankConfig()
+    seen: set[str] = set()
+    cands = [c for c in candidates if not (c.id in seen or seen.add(c.id))]  # type: ignore[func-returns-value]
+    if not cands:
+        return []
+    terms = list(query.terms)
+    speakers = {p.speaker_name for c in cands for p in c.parts if p.speaker_name}
+    named = named_speakers(query.text, speakers)
+    target = next(iter(named)) if len(named) == 1 else None
+
+    # A part is scored as its own short document; it is about half a turn long.
+    part_avg = stats.avg_len / max(1.0, float(np.mean([len(c.parts) for c in cands])))
+    part_owner: list[int] = []
+    part_lex: list[float] = []
+    part_dense: list[float | None] = []
+    part_spk: list[float] = []
+    turn_lex: list[float] = []
+    for ci, cand in enumerate(cands):
+        date_terms = _analyzed(cand.date_text) if cand.date_text else ()
+        all_terms: list[str] = list(date_terms)
+        for pi, part in enumerate(cand.parts):
+            pt = _terms(part)
+            all_terms.extend(pt)
+            part_owner.append(ci)
+            part_lex.append(bm25(pt + date_terms, terms, stats, k1=cfg.k1, b=cfg.b, avg_len=part_avg))
+            pd = cand.part_dense[pi] if cand.part_dense is not None and pi < len(cand.part_dense) else None
+            part_dense.append(pd)
+            part_spk.append(1.0 if target is not None and part.speaker_name == target else 0.0)
+        turn_lex.append(bm25(all_terms, terms, stats, k1=cfg.k1, b=cfg.b))
+
+    owner = np.array(part_owner, dtype=np.int64)
+    p_score = cfg.w_part_lex * zscore(part_lex) + cfg.w_speaker * np.array(part_spk)
+    has_part_dense = any(v is not None for v in part_dense)
+    if has_part_dense and cfg.w_part_dense:
+        p_score = p_score + cfg.w_part_dense * zscore(_fill_missing(part_dense))
+    turn_dense_w = cfg.w_turn_dense if has_part_dense else cfg.w_turn_dense + cfg.w_part_dense
+
+    best = np.full(len(cands), -np.inf)
+    np.maximum.at(best, owner, p_score)
+    best[~np.isfinite(best)] = float(p_score.min()) if p_score.size else 0.0  # turns without parts
+    score = best + cfg.w_turn_lex * zscore(turn_lex)
+    dense = [c.dense for c in cands]
+    if any(v is not None for v in dense):
+        score = score + turn_dense_w * zscore(_fill_missing(dense))
+    score = neighbour_smooth(score, [(c.session_id, c.seq) for c in cands], cfg.neighbour)
+    if query.dates and cfg.w_date:
+        bonus = np.array([date_matches(_as_date(c.occurred_at), query, cfg) for c in cands], dtype=np.float64)
+        score = score + cfg.w_date * bonus
+
+    parts_by_cand: list[list[float]] = [[] for _ in cands]
+    for ci, ps in zip(part_owner, p_score.tolist(), strict=True):
+        parts_by_cand[ci].append(ps)
+    order = np.argsort(-score, kind="stable")
+    return [Scored(cands[i], float(score[i]), tuple(parts_by_cand[i])) for i in order]
+
+
+def missing_neighbours(
+    scored: Sequence[Scored], *, top: int = 30, have: Iterable[tuple[str, int]] | None = None
+) -> list[tuple[str, int]]:
+    """(session_id, seq) of the turns adjacent to the ``top`` best that are not candidates yet.
+
+    The backend fetches these rows (with their embedding cosine) and calls ``rank`` again on
+    the union, so a weakly-worded turn next to a strong hit can be pulled up.
+    """
+    known = set(have) if have is not None else {(s.candidate.session_id, s.candidate.seq) for s in scored}
+    out: list[tuple[str, int]] = []
+    for s in scored[:top]:
+        for seq in (s.candidate.seq - 1, s.candidate.seq + 1):
+            key = (s.candidate.session_id, seq)
+            if seq >= 0 and key not in known:
+                known.add(key)
+                out.append(key)
+    return out
