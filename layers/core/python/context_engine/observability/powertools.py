@@ -6,15 +6,24 @@ namespace defaults to ``ContextEngine`` when ``POWERTOOLS_METRICS_NAMESPACE`` is
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
+from context_engine.observability.redaction import (
+    install_redaction_filter,
+    redacting_json_default,
+    redacting_json_serializer,
+)
+
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ContextEngine")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "context-engine")
 
-logger = Logger()
+# Logs never carry turn content, keys or secrets: every record passes the redaction hooks.
+logger = Logger(json_serializer=redacting_json_serializer, json_default=redacting_json_default)
+install_redaction_filter(logging.getLogger())
 metrics = Metrics()
 tracer = Tracer()
 
