@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from functools import cache
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -29,7 +30,7 @@ class ContextEngineResolver(APIGatewayHttpResolver):
     """Answers 413 before anything parses an oversized body (powertools' validation would
     otherwise run first and spend time and memory on it)."""
 
-    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         raw = event.get("body") or ""
         size = len(base64.b64decode(raw)) if event.get("isBase64Encoded") else len(raw.encode())
         limit = get_settings().max_body_bytes

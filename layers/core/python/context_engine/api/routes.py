@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -175,7 +175,7 @@ def health() -> Response[Health]:
         checks["database"] = "ok"
     except Exception:  # health reports, never raises
         checks["database"] = "unavailable"
-    status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
+    status: Literal["ok", "degraded"] = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
     return json_response(Health(status=status, version=__version__, checks=checks), 200 if status == "ok" else 503)
 
 

@@ -36,14 +36,14 @@ class Database:
         """One transaction scoped to one tenant (commit on success, rollback on error)."""
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("select set_config('app.tenant_id', %s, true)", [tenant_id])
-            yield conn
+            yield conn  # type: ignore[misc]  # the pool's row_factory is dict_row
 
     @contextmanager
     def unscoped(self) -> Iterator[Conn]:
         """A transaction with no tenant: only SECURITY DEFINER functions (key lookup,
         outbox relay, tenant listing) can see anything here."""
         with self.pool.connection() as conn, conn.transaction():
-            yield conn
+            yield conn  # type: ignore[misc]
 
     @contextmanager
     def owner(self) -> Iterator[Conn]:

@@ -19,7 +19,7 @@ _LOCK_ID = 0x0C0E_7E47
 
 def migration_files() -> list[tuple[str, str]]:
     folder = resources.files("context_engine.db") / "migrations"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name.removesuffix(".sql"), p.read_text(encoding="utf-8")) for p in files]
 
 

@@ -53,6 +53,7 @@ class Principal(BaseModel):
 
 SectionName = Literal["history", "summary", "memory", "tool"]
 SECTIONS: tuple[SectionName, ...] = ("summary", "memory", "history", "tool")
+DEFAULT_SHARES: dict[SectionName, float] = {"summary": 0.15, "memory": 0.25, "history": 0.45, "tool": 0.15}
 
 
 class ModelCall(BaseModel):
@@ -65,9 +66,7 @@ class ModelCall(BaseModel):
         description="Prompt template with named sections {summary} {memory} {history} {tool}.",
     )
     token_budget: int = Field(default=2000, ge=64, le=128_000)
-    section_shares: dict[SectionName, float] = Field(
-        default_factory=lambda: {"summary": 0.15, "memory": 0.25, "history": 0.45, "tool": 0.15}
-    )
+    section_shares: dict[SectionName, float] = Field(default_factory=lambda: dict(DEFAULT_SHARES))
 
     @model_validator(mode="after")
     def _shares_sum_to_at_most_one(self) -> ModelCall:
