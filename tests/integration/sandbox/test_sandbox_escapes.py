@@ -354,3 +354,56 @@ print("parent done")
     assert result.stdout == "parent done\n"
     assert result.duration_ms < 5000
     no_leftovers()
+
+
+def test_rlimits_are_in_force_inside(sandbox: RunCode, host: SandboxHost) -> None:
+    code = """
+import resource
+for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_FSIZE", "RLIMIT_CORE"):
+    print(name, *resource.getrlimit(getattr(resource, name)))
+"""
+    result = sandbox(code, timeout_s=2.5, memory_mb=200)
+    mib = 1024 * 1024
+    assert result.stdout.splitlines() == [
+        f"RLIMIT_AS {200 * mib} {200 * mib}",
+        "RLIMIT_CPU 4 5",
+        f"RLIMIT_NPROC {host.max_processes} {host.max_processes}",
+        f"RLIMIT_NOFILE {host.max_open_files} {host.max_open_files}",
+        f"RLIMIT_FSIZE {host.max_file_mb * mib} {host.max_file_mb * mib}",
+        "RLIMIT_CORE 0 0",
+    ]
+
+
+def test_files_larger_than_the_file_size_limit_cannot_be_written(sandbox: RunCode, host: SandboxHost) -> None:
+    code = f"""
+import errno
+try:
+    with open("big.bin", "wb") as handle:
+        handle.write(b"x" * ({host.max_file_mb} * 1024 * 1024 + 1))
+except OSError as exc:
+    print("REFUSED", errno.errorcode[exc.errno])
+"""
+    result = sandbox(code)
+    assert result.status is SandboxStatus.SUCCEEDED, result.stderr
+    assert result.stdout == "REFUSED EFBIG\n"
+
+
+def test_cpu_time_limit_signal_is_reported_as_timed_out(sandbox: RunCode) -> None:
+    # What the kernel sends when RLIMIT_CPU runs out (reached first only by multi-threaded C code).
+    result = sandbox("import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)")
+    assert (result.status, result.exit_code, result.reason) == (SandboxStatus.TIMED_OUT, None, "cpu time limit")
+
+
+def test_stdin_is_a_sealed_read_only_file(sandbox: RunCode) -> None:
+    code = """
+import os, sys
+print(sys.stdin.read())
+for attempt in (lambda: os.write(0, b"rewritten"), lambda: os.ftruncate(0, 0)):
+    try:
+        attempt()
+        print("CHANGED")
+    except OSError as exc:
+        print("SEALED", exc.errno)
+"""
+    result = sandbox(code, stdin="input")
+    assert result.stdout == "input\nSEALED 1\nSEALED 1\n"

@@ -96,6 +96,12 @@ def test_output_exactly_at_the_cap_is_not_truncated(sandbox: RunCode) -> None:
     assert result.stdout == "y" * 1024 and not result.stdout_truncated
 
 
+def test_output_just_past_the_cap_fails_even_when_the_code_exits_at_once(sandbox: RunCode) -> None:
+    result = sandbox("import sys\nsys.stdout.write('y' * 1025)", output_kb=1)
+    assert (result.status, result.reason) == (SandboxStatus.FAILED, "output limit")
+    assert result.stdout == "y" * 1024 and result.stdout_truncated
+
+
 def test_concurrent_runs_do_not_interfere(host: SandboxHost) -> None:
     def one(index: int) -> SandboxResult:
         code = f"import os, time\nopen('mine', 'w').write('{index}')\ntime.sleep(0.2)\nprint(open('mine').read())"

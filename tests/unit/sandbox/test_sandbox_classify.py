@@ -70,3 +70,6 @@ def test_host_rejects_inconsistent_settings() -> None:
     with pytest.raises(ValueError, match="landlock"):
         SandboxHost(isolation=Isolation.CONTAINER, interpreter="/usr/bin/python3", interpreter_prefix="/usr",
                     drop_privileges=False, landlock=True)
+    with pytest.raises(ValueError, match="uid_base"):
+        SandboxHost(isolation=Isolation.SECCOMP, interpreter="/usr/bin/python3", interpreter_prefix="/usr",
+                    drop_privileges=True, uid_base=2**31 - 100, uid_count=1000)

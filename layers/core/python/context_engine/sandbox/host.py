@@ -61,6 +61,8 @@ class SandboxHost(BaseModel):
     def _consistent(self) -> SandboxHost:
         if self.isolation is Isolation.BWRAP and not self.bwrap_path:
             raise ValueError("bwrap isolation needs bwrap_path")
+        if self.uid_base + self.uid_count > 2**31 - 1:
+            raise ValueError("uid_base + uid_count must stay below 2**31 - 1")
         if self.isolation is not Isolation.SECCOMP and self.landlock:
             raise ValueError("landlock is only used by the seccomp isolation")
         return self

@@ -10,6 +10,7 @@ that must hold inside the child (rlimits, Landlock, seccomp) are applied by the 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import marshal
 import math
 import os
@@ -82,12 +83,14 @@ def _work_dir(host: SandboxHost, uid: int | None) -> Iterator[str | None]:
 
 
 def _memfd(name: str, data: bytes) -> int:
-    """An anonymous file holding ``data``: nothing lands on disk and the child gets only an fd."""
-    fd = os.memfd_create(name)
+    """A sealed anonymous file holding ``data``: nothing on disk, and the child can only read it."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         if data:
             os.write(fd, data)
         os.lseek(fd, 0, os.SEEK_SET)
+        seals = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
     except BaseException:
         os.close(fd)
         raise
@@ -151,55 +154,71 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _pump(selector: selectors.BaseSelector, deadline: float, outcome: _Outcome) -> None:
+    """Read output until the process exits, the deadline passes or a stream exceeds its cap."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            outcome.killed_for = "timeout"
+            return
+        exited = False
+        for key, _ in selector.select(remaining):
+            if key.data is None:  # the pidfd: the launcher has exited
+                exited = True
+                continue
+            stream = key.data
+            stream.read()
+            if stream.closed:
+                selector.unregister(stream.fd)
+            elif stream.truncated:
+                outcome.killed_for = "output"
+                return
+        if exited:
+            return
+
+
+def _drain(selector: selectors.BaseSelector, streams: list[_Stream]) -> None:
+    """Collect what is still in the pipes; the group is dead, so EOF follows promptly."""
+    for stream in streams:
+        if stream.truncated and not stream.closed:
+            selector.unregister(stream.fd)
+    deadline = time.monotonic() + DRAIN_GRACE_S
+    while any(not s.closed and not s.truncated for s in streams):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        for key, _ in selector.select(remaining):
+            stream = key.data
+            stream.read()
+            if stream.closed or stream.truncated:
+                selector.unregister(stream.fd)
+
+
 def _watch(proc: subprocess.Popen[bytes], streams: list[_Stream], deadline: float) -> _Outcome:
-    """Pump the pipes until the process ends, the deadline passes or an output cap is exceeded.
+    """Watch the run to its end; afterwards nothing it started is alive.
 
     The process group is killed before the leader is reaped: while the leader is an unreaped
     zombie its pid (= the group id) cannot be reused, so the kill cannot hit a stranger.
     """
     outcome = _Outcome()
     pidfd = os.pidfd_open(proc.pid)
-    with selectors.DefaultSelector() as selector:
-        selector.register(pidfd, selectors.EVENT_READ, None)
-        for stream in streams:
-            os.set_blocking(stream.fd, False)
-            selector.register(stream.fd, selectors.EVENT_READ, stream)
-        exited = False
-        while not exited:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                outcome.killed_for = "timeout"
-                break
-            for key, _ in selector.select(remaining):
-                if key.data is None:
-                    exited = True
-                    continue
-                stream = key.data
-                stream.read()
-                if stream.closed:
-                    selector.unregister(stream.fd)
-                elif stream.truncated:
-                    outcome.killed_for = "output"
-            if outcome.killed_for:
-                break
-        _kill_group(proc.pid)
-        outcome.returncode = proc.wait()
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(pidfd, selectors.EVENT_READ, None)
+            for stream in streams:
+                os.set_blocking(stream.fd, False)
+                selector.register(stream.fd, selectors.EVENT_READ, stream)
+            try:
+                _pump(selector, deadline, outcome)
+            finally:  # also when we are interrupted: the run must not outlive the call
+                _kill_group(proc.pid)
+                outcome.returncode = proc.wait()
+            selector.unregister(pidfd)
+            _drain(selector, streams)
+    finally:
         os.close(pidfd)
-        # Collect what is still in the pipes; the group is dead, so EOF follows promptly.
-        for stream in streams:
-            if stream.truncated and not stream.closed:
-                selector.unregister(stream.fd)
-        drain_deadline = time.monotonic() + DRAIN_GRACE_S
-        while any(not s.closed and not s.truncated for s in streams):
-            remaining = drain_deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            ready = selector.select(remaining)
-            for key, _ in ready:
-                if key.data is not None:
-                    key.data.read()
-                    if key.data.closed:
-                        selector.unregister(key.fd)
+    if outcome.killed_for is None and any(s.truncated for s in streams):
+        outcome.killed_for = "output"  # the cap was passed just before the exit: same verdict
     return outcome
 
 
