@@ -37,6 +37,7 @@ BWRAP_WORKDIR = "/tmp"  # noqa: S108 - the private tmpfs inside the bubblewrap n
 # After the process is gone, how long to wait for pipes held open by stragglers.
 DRAIN_GRACE_S = 2.0
 READ_CHUNK = 64 * 1024
+POLL_INTERVAL_S = 0.01  # exit polling, only where pidfd_open is unavailable
 
 _leased_uids: set[int] = set()
 _lease_lock = threading.Lock()
@@ -154,15 +155,24 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _pump(selector: selectors.BaseSelector, deadline: float, outcome: _Outcome) -> None:
-    """Read output until the process exits, the deadline passes or a stream exceeds its cap."""
+def _exited_unreaped(pid: int) -> bool:
+    """Whether ``pid`` has exited, leaving it a zombie (WNOWAIT) so its group id stays reserved."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _pump(selector: selectors.BaseSelector, pid: int, polling: bool, deadline: float, outcome: _Outcome) -> None:
+    """Read output until the process exits, the deadline passes or a stream exceeds its cap.
+
+    Exit is signalled by the pidfd registered in ``selector``; where pidfd_open is refused (old
+    kernels, strict container seccomp profiles) ``polling`` checks every POLL_INTERVAL_S instead.
+    """
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             outcome.killed_for = "timeout"
             return
         exited = False
-        for key, _ in selector.select(remaining):
+        for key, _ in selector.select(min(remaining, POLL_INTERVAL_S) if polling else remaining):
             if key.data is None:  # the pidfd: the launcher has exited
                 exited = True
                 continue
@@ -173,7 +183,7 @@ def _pump(selector: selectors.BaseSelector, deadline: float, outcome: _Outcome) 
             elif stream.truncated:
                 outcome.killed_for = "output"
                 return
-        if exited:
+        if exited or (polling and _exited_unreaped(pid)):
             return
 
 
@@ -201,22 +211,28 @@ def _watch(proc: subprocess.Popen[bytes], streams: list[_Stream], deadline: floa
     zombie its pid (= the group id) cannot be reused, so the kill cannot hit a stranger.
     """
     outcome = _Outcome()
-    pidfd = os.pidfd_open(proc.pid)
+    try:
+        pidfd: int | None = os.pidfd_open(proc.pid)
+    except OSError:
+        pidfd = None
     try:
         with selectors.DefaultSelector() as selector:
-            selector.register(pidfd, selectors.EVENT_READ, None)
+            if pidfd is not None:
+                selector.register(pidfd, selectors.EVENT_READ, None)
             for stream in streams:
                 os.set_blocking(stream.fd, False)
                 selector.register(stream.fd, selectors.EVENT_READ, stream)
             try:
-                _pump(selector, deadline, outcome)
+                _pump(selector, proc.pid, pidfd is None, deadline, outcome)
             finally:  # also when we are interrupted: the run must not outlive the call
                 _kill_group(proc.pid)
                 outcome.returncode = proc.wait()
-            selector.unregister(pidfd)
+            if pidfd is not None:
+                selector.unregister(pidfd)
             _drain(selector, streams)
     finally:
-        os.close(pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
     if outcome.killed_for is None and any(s.truncated for s in streams):
         outcome.killed_for = "output"  # the cap was passed just before the exit: same verdict
     return outcome
