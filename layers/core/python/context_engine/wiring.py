@@ -42,6 +42,17 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                      needs_cache=True),
         FunctionSpec("query", "QueryContext, session reads, memory search, jobs, health", needs_cache=True,
                      memory_mb=1024, needs_bedrock=True),
+        # --- event pipeline (see QUEUES, EVENT_RULES, WORKFLOWS, SCHEDULES below) -----------
+        FunctionSpec("index", "Index consumer: embeds and indexes turns and memories, prepares contexts",
+                     memory_mb=1024, timeout_s=60, needs_cache=True, needs_bedrock=True),
+        FunctionSpec("compress", "Compress consumer: threshold checks, starts the rebuild_context workflow",
+                     timeout_s=30, needs_events=True),
+        FunctionSpec("rebuild", "Tasks of the rebuild_context workflow: load, run strategy, store, invalidate, emit",
+                     memory_mb=1024, timeout_s=120, needs_events=True, needs_cache=True, needs_bedrock=True),
+        FunctionSpec("audit_intake", "Audit consumer: takes every domain event into the audit intake",
+                     timeout_s=30),
+        FunctionSpec("relay", "Scheduled outbox relay: republishes events not marked published",
+                     timeout_s=60, needs_events=True),
     ]
 }
 
@@ -61,6 +72,7 @@ HTTP_ROUTES: dict[str, str] = {
     "DELETE /v1/memories/{memory_id}": "write",
     "PUT /v1/agents/{agent_id}": "write",
     "GET /v1/agents/{agent_id}": "query",
+    "POST /v1/sessions/{session_id}/rebuild": "write",
     "GET /v1/jobs/{job_id}": "query",
     "GET /v1/health": "query",
     "GET /v1/openapi.json": "query",
@@ -72,3 +84,107 @@ PUBLIC_ROUTES: frozenset[str] = frozenset({"GET /v1/health", "GET /v1/openapi.js
 
 def routes_of(function: str) -> list[str]:
     return [r for r, f in HTTP_ROUTES.items() if f == function]
+
+
+# --- event pipeline -------------------------------------------------------------------
+# Events → rules → queues → consumer functions; workflows → task functions; schedules.
+# The CDK pipeline construct builds exactly this, and the local dispatcher
+# (context_engine.pipeline.local) runs the same routes in process.
+
+EVENT_SOURCE = "context-engine"
+
+DOMAIN_EVENTS: tuple[str, ...] = (
+    "TurnWritten", "ToolCallUpdated", "ContextRebuildRequested", "ContextCompressed",
+    "ContextDeleted", "MemoryWritten", "UserErased", "SandboxRunFinished",
+)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """An SQS queue with its DLQ and the function that consumes it (ReportBatchItemFailures)."""
+
+    name: str
+    consumer: str
+    batch_size: int = 10
+    max_batching_window_s: int = 1
+    # SQS redelivers a message this many times, then moves it to the DLQ.
+    max_receive_count: int = 5
+    # AWS guidance: at least 6x the consumer's timeout, so a slow batch is not redelivered mid-flight.
+    visibility_timeout_s: int = 360
+    retention_days: int = 4
+    dlq_retention_days: int = 14
+    max_concurrency: int = 5
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """An EventBridge rule: these detail types from EVENT_SOURCE go to one queue."""
+
+    name: str
+    detail_types: tuple[str, ...]
+    queue: str
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    """A Step Functions state machine from an ASL file; ``${Placeholder}`` in the file is
+    replaced by the ARN of the function named here (CDK definition substitutions locally too)."""
+
+    name: str
+    definition: str
+    substitutions: dict[str, str]
+    started_by: tuple[str, ...]
+    timeout_s: int = 900
+
+    @property
+    def task_functions(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.substitutions.values()))
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A function run on a timer (EventBridge Scheduler rule in AWS, a thread locally)."""
+
+    name: str
+    function: str
+    rate_minutes: int
+    local_interval_s: float
+
+
+QUEUES: dict[str, QueueSpec] = {
+    q.name: q
+    for q in [
+        QueueSpec("index", consumer="index", batch_size=10, visibility_timeout_s=360),
+        QueueSpec("compress", consumer="compress", batch_size=10, visibility_timeout_s=180),
+        QueueSpec("audit", consumer="audit_intake", batch_size=25, max_batching_window_s=2,
+                  visibility_timeout_s=180, max_concurrency=2),
+    ]
+}
+
+EVENT_RULES: dict[str, EventRule] = {
+    r.name: r
+    for r in [
+        EventRule("index", ("TurnWritten", "MemoryWritten", "ToolCallUpdated"), queue="index"),
+        EventRule("compress", ("TurnWritten", "ContextRebuildRequested", "ContextDeleted"), queue="compress"),
+        EventRule("audit", DOMAIN_EVENTS, queue="audit"),
+    ]
+}
+
+WORKFLOWS: dict[str, WorkflowSpec] = {
+    w.name: w
+    for w in [
+        WorkflowSpec("rebuild_context", "statemachines/rebuild_context.asl.json",
+                     substitutions={"RebuildFunctionArn": "rebuild"}, started_by=("compress",), timeout_s=900),
+    ]
+}
+
+SCHEDULES: dict[str, ScheduleSpec] = {
+    s.name: s
+    for s in [
+        ScheduleSpec("outbox_relay", function="relay", rate_minutes=1, local_interval_s=5.0),
+    ]
+}
+
+
+def rules_for(detail_type: str) -> list[EventRule]:
+    return [r for r in EVENT_RULES.values() if detail_type in r.detail_types]

@@ -19,9 +19,11 @@ from context_engine.models.api import (
     CreateMemoryRequest,
     DeletedResponse,
     Health,
+    JobAccepted,
     PutAgentRequest,
     QueryContextRequest,
     QueryContextResponse,
+    RebuildRequest,
     RegisterToolChainRequest,
     SearchMemoriesRequest,
     SearchMemoriesResponse,
@@ -34,7 +36,7 @@ from context_engine.models.api import (
 )
 from context_engine.models.domain import Job, Memory, Principal, ToolCall
 from context_engine.runtime import get_runtime
-from context_engine.services import agents, context, jobs, memories, tools, turns
+from context_engine.services import agents, compress, context, jobs, memories, tools, turns
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,11 @@ def put_agent(agent_id: str, body: PutAgentRequest) -> Response[AgentResponse]:
 @route("GET", "/v1/agents/{agent_id}", "Get an agent profile")
 def get_agent(agent_id: str) -> Response[AgentResponse]:
     return json_response(agents.get_agent(get_runtime(), _caller(), _id(agent_id, "agent_id")))
+
+
+@route("POST", "/v1/sessions/{session_id}/rebuild", "RebuildContext: compress the session's window (a job)")
+def rebuild_context(session_id: str, body: RebuildRequest) -> Response[JobAccepted]:
+    return json_response(compress.request_rebuild(get_runtime(), _caller(), _session_id(session_id), body), 202)
 
 
 @route("GET", "/v1/jobs/{job_id}", "Job status")

@@ -1,0 +1,1 @@
+"""Window compression: strategies (summarize, truncate, importance) and summarizers."""

@@ -1,0 +1,110 @@
+"""JSON Schemas of the domain events, generated from the pydantic models into ``events/schemas/``.
+
+Each schema describes the event as EventBridge delivers it (envelope with ``detail-type``,
+``source`` and ``detail``), so it can be registered in an EventBridge schema registry or
+used by any consumer. A test fails when the files drift from the models.
+
+    python -m context_engine.events.schemas --write   # regenerate
+    python -m context_engine.events.schemas --check   # exit 1 when out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from context_engine.events.models import EVENT_MODELS
+from context_engine.wiring import EVENT_SOURCE
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def repo_root() -> Path:
+    # layers/core/python/context_engine/events/schemas.py → repository root
+    return Path(__file__).resolve().parents[5]
+
+
+def schema_dir() -> Path:
+    return repo_root() / "events" / "schemas"
+
+
+def event_schema(detail_type: str) -> dict[str, Any]:
+    detail = EVENT_MODELS[detail_type].model_json_schema(mode="serialization")
+    defs = detail.pop("$defs", None)
+    schema: dict[str, Any] = {
+        "$schema": SCHEMA_DIALECT,
+        "$id": f"urn:context-engine:events:{detail_type}",
+        "title": detail_type,
+        "description": inspect.getdoc(EVENT_MODELS[detail_type]) or "",
+        "type": "object",
+        "required": ["id", "detail-type", "source", "time", "detail"],
+        "properties": {
+            "version": {"type": "string"},
+            "id": {"type": "string"},
+            "detail-type": {"const": detail_type},
+            "source": {"const": EVENT_SOURCE},
+            "account": {"type": "string"},
+            "time": {"type": "string", "format": "date-time"},
+            "region": {"type": "string"},
+            "resources": {"type": "array", "items": {"type": "string"}},
+            "detail": detail,
+        },
+    }
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def expected_files() -> dict[str, str]:
+    return {f"{name}.json": render(event_schema(name)) for name in EVENT_MODELS}
+
+
+def stale_files(folder: Path | None = None) -> list[str]:
+    """Names of schema files that are missing, different, or no longer generated."""
+    folder = folder or schema_dir()
+    expected = expected_files()
+    present = {p.name for p in folder.glob("*.json")} if folder.exists() else set()
+    stale = [n for n, text in expected.items() if n not in present or (folder / n).read_text() != text]
+    return sorted(stale + [n for n in present if n not in expected])
+
+
+def write(folder: Path | None = None) -> list[str]:
+    folder = folder or schema_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = expected_files()
+    for p in folder.glob("*.json"):
+        if p.name not in expected:
+            p.unlink()
+    for name, text in expected.items():
+        (folder / name).write_text(text)
+    return sorted(expected)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--write", action="store_true", help="regenerate events/schemas/*.json")
+    p.add_argument("--check", action="store_true", help="exit 1 if the files are out of date")
+    args = p.parse_args(argv)
+    if args.write:
+        for name in write():
+            print(f"wrote events/schemas/{name}")
+        return 0
+    stale = stale_files()
+    if stale:
+        print("out of date: " + ", ".join(stale) + " (run: python -m context_engine.events.schemas --write)",
+              file=sys.stderr)
+        return 1
+    print("event schemas are up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
