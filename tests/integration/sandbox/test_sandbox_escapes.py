@@ -407,3 +407,18 @@ for attempt in (lambda: os.write(0, b"rewritten"), lambda: os.ftruncate(0, 0)):
 """
     result = sandbox(code, stdin="input")
     assert result.stdout == "input\nSEALED 1\nSEALED 1\n"
+
+
+def test_code_cannot_forge_the_launcher_reports(sandbox: RunCode) -> None:
+    # The status pipe is inherited by the code; what it writes there must not change the verdict.
+    code = """
+import os
+for fd in range(3, 64):
+    try:
+        os.write(fd, b"setup:forged\\nexit:0\\nsignal:24\\n")
+    except OSError:
+        pass
+raise SystemExit(7)
+"""
+    result = sandbox(code)
+    assert (result.status, result.exit_code, result.reason) == (SandboxStatus.FAILED, 7, None)

@@ -21,10 +21,14 @@ from context_engine.sandbox.runner import _classify, _Outcome, _rlimits, _Stream
          (SandboxStatus.TIMED_OUT, None, "cpu time limit")),
         # The code forged a word, then the launcher reported the real end: the last word wins.
         (_Outcome(returncode=0, words=["ready", "signal:9", "exit:0"]), (SandboxStatus.SUCCEEDED, 0, None)),
-        # bwrap exit 137 is ambiguous; only the launcher's own report counts as a signal.
+        # bwrap turns signal 9 into exit 137; the launcher's word tells a real exit 137 apart.
         (_Outcome(returncode=137, words=["ready", "exit:137"]), (SandboxStatus.FAILED, 137, None)),
         # The launcher itself was killed (no final word): fall back to the wait status.
         (_Outcome(returncode=-9, words=["ready"]), (SandboxStatus.FAILED, None, "killed by signal 9 (SIGKILL)")),
+        # The code killed the launcher and forged a success: the word contradicts the wait status.
+        (_Outcome(returncode=-9, words=["ready", "exit:0"]),
+         (SandboxStatus.FAILED, None, "killed by signal 9 (SIGKILL)")),
+        (_Outcome(returncode=3, words=["ready", "exit:0"]), (SandboxStatus.FAILED, 3, None)),
         (_Outcome(killed_for="output", returncode=-9, words=["ready"]), (SandboxStatus.FAILED, None, "output limit")),
     ],
 )

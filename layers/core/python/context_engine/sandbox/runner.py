@@ -256,18 +256,31 @@ def _signal_name(number: int) -> str:
         return f"killed by signal {number}"
 
 
+def _final_word(outcome: _Outcome) -> str:
+    """How the code's process ended: the launcher's report if its own exit status confirms it.
+
+    The code can write to the status pipe too; a word that does not match how the launcher
+    actually exited (exit code N, or 128+N after signal N) is ignored, so forging is pointless.
+    """
+    rc = outcome.returncode if outcome.returncode is not None else -signal.SIGKILL
+    for word in reversed(outcome.words):
+        kind, _, value = word.partition(":")
+        if kind in ("exit", "signal") and value.isdigit():
+            expected = int(value) if kind == "exit" else 128 + int(value)
+            if rc == expected:
+                return word
+            break
+    return f"signal:{-rc}" if rc < 0 else f"exit:{rc}"  # the launcher itself was killed or lied
+
+
 def _classify(outcome: _Outcome, timeout_s: float) -> tuple[SandboxStatus, int | None, str | None]:
-    """Status, exit code and reason from what was observed. The launcher's last word wins."""
+    """Status, exit code and reason from what was observed."""
     if outcome.killed_for == "timeout":
         return SandboxStatus.TIMED_OUT, None, f"wall-clock timeout after {timeout_s:g} s"
     if outcome.killed_for == "output":
         return SandboxStatus.FAILED, None, "output limit"
-    final = next((w for w in reversed(outcome.words) if w.startswith(("exit:", "signal:"))), None)
-    if final is None:  # the launcher itself was killed (e.g. by the code): trust the wait status
-        rc = outcome.returncode if outcome.returncode is not None else -signal.SIGKILL
-        final = f"signal:{-rc}" if rc < 0 else f"exit:{rc}"
-    kind, _, value = final.partition(":")
-    number = int(value) if value.lstrip("-").isdigit() else 1
+    kind, _, value = _final_word(outcome).partition(":")
+    number = int(value)
     if kind == "signal":
         if number == signal.SIGXCPU:
             return SandboxStatus.TIMED_OUT, None, "cpu time limit"
@@ -348,7 +361,9 @@ def run(request: SandboxRequest, *, host: SandboxHost) -> SandboxResult:
         outcome.words = _read_words(status_read)
     duration_ms = (time.monotonic() - started) * 1000
 
-    setup_error = next((w for w in outcome.words if w.startswith("setup:")), None)
+    # Only words written before "ready" come from the launcher alone; the code cannot fake a setup error.
+    launcher_words = outcome.words[: outcome.words.index("ready")] if "ready" in outcome.words else outcome.words
+    setup_error = next((w for w in launcher_words if w.startswith("setup:")), None)
     if setup_error is not None:
         raise SandboxSetupError(f"sandbox lock-down failed: {setup_error[6:]}")
     if "ready" not in outcome.words and outcome.killed_for != "timeout":
