@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from context_engine.models.domain import (
     AgentProfile,
@@ -62,11 +62,25 @@ class QueryContextRequest(StrictBody):
     agent_id: str = Identifier
     user_id: str | None = Field(default=None, min_length=1, max_length=128)
     session_id: str | None = Field(default=None, min_length=1, max_length=128)
-    query: str = Field(min_length=1, max_length=8000)
-    token_budget: int = Field(gt=0)
+    query: str | None = Field(
+        default=None, min_length=1, max_length=8000,
+        description="Required unless model_call_id is given; then it defaults to the session's latest question "
+                    "(the context prepared ahead after each write, see docs/query.md).")
+    token_budget: int | None = Field(
+        default=None, gt=0, description="Required unless model_call_id is given; then the model call's budget.")
     model_call_id: str | None = Field(default=None, max_length=128)
     include: list[SectionName] | None = None
-    k: int = Field(default=20, ge=1, le=200)
+    k: int | None = Field(
+        default=None, ge=1, le=200,
+        description="How many retrieved turns and memories to consider; default: as many as the budget can hold.")
+
+    @model_validator(mode="after")
+    def _query_and_budget_unless_model_call(self) -> QueryContextRequest:
+        if self.model_call_id is None:
+            missing = [f for f in ("query", "token_budget") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} required unless model_call_id is given")
+        return self
 
 
 class Section(BaseModel):
@@ -84,6 +98,8 @@ class QueryContextResponse(BaseModel):
     token_budget: int
     cache: Literal["hit", "miss"]
     window_version: int
+    query: str | None = Field(default=None, description="The query the context was assembled for.")
+    model_call_id: str | None = None
 
 
 # --- tool calls --------------------------------------------------------------------

@@ -30,20 +30,11 @@ def insert(
 
 
 def get(conn: Conn, tenant_id: str, memory_id: UUID) -> Memory | None:
-    row = conn.execute(f"select {COLS} from memories where tenant_id = %s and id = %s", [tenant_id, memory_id]).fetchone()
+    row = conn.execute(f"select {COLS} from memories where tenant_id = %s and id = %s",
+                       [tenant_id, memory_id]).fetchone()
     return Memory(**row) if row else None
 
 
 def delete(conn: Conn, tenant_id: str, memory_id: UUID) -> bool:
     return conn.execute("delete from memories where tenant_id = %s and id = %s", [tenant_id, memory_id]).rowcount > 0
 
-
-def keyword_search(
-    conn: Conn, tenant_id: str, agent_id: str, user_id: str | None, query: str, k: int
-) -> list[tuple[Memory, float]]:
-    rows = conn.execute(
-        f"select {COLS}, ts_rank_cd(tsv, q) as score from memories, websearch_to_tsquery('english', %s) q"
-        f" where {VISIBLE} and tsv @@ q order by score desc, importance desc limit %s",
-        [query, tenant_id, agent_id, user_id, k],
-    ).fetchall()
-    return [(Memory(**{c: r[c] for c in r if c != "score"}), float(r["score"])) for r in rows]

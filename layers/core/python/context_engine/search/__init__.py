@@ -1,1 +1,58 @@
-"""Search backends (PostgreSQL full text + pgvector; OpenSearch in AWS) behind one interface."""
+"""Search backends (PostgreSQL full text + pgvector; OpenSearch in AWS) behind one interface.
+
+``search_backend(rt)`` picks the backend the settings name; ``index_mirror(rt)`` is the
+external index the indexer must also feed (None for PostgreSQL, whose search reads the
+rows' own index columns). Submodules are imported lazily: the write path imports
+``search.text`` and must not pay for numpy and the re-ranker at cold start.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from context_engine.runtime import Runtime
+    from context_engine.search.base import IndexMirror, SearchBackend
+
+__all__ = ["index_mirror", "search_backend"]
+
+_opensearch: dict[tuple[str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def _opensearch_settings(rt: Runtime) -> tuple[str, str] | None:
+    """(url, index prefix) when the deployment searches OpenSearch: settings
+    ``search_backend = "opensearch"``, ``opensearch_url``, ``opensearch_index_prefix``."""
+    settings = rt.settings
+    if getattr(settings, "search_backend", "postgres") != "opensearch":
+        return None
+    url = getattr(settings, "opensearch_url", None)
+    if not url:
+        raise RuntimeError("search_backend is 'opensearch' but opensearch_url is not set")
+    return str(url), str(getattr(settings, "opensearch_index_prefix", "context-engine"))
+
+
+def _opensearch_backend(rt: Runtime, conf: tuple[str, str]) -> Any:
+    from context_engine.search.opensearch import OpenSearchBackend
+
+    with _lock:
+        backend = _opensearch.get(conf)
+        if backend is None:
+            backend = OpenSearchBackend.from_url(conf[0], prefix=conf[1])
+            _opensearch[conf] = backend
+        return backend
+
+
+def search_backend(rt: Runtime) -> SearchBackend:
+    conf = _opensearch_settings(rt)
+    if conf is None:
+        from context_engine.search.postgres import PostgresSearchBackend
+
+        return PostgresSearchBackend(rt.db)  # holds only the pool: cheap to build per call
+    return _opensearch_backend(rt, conf)  # type: ignore[no-any-return]
+
+
+def index_mirror(rt: Runtime) -> IndexMirror | None:
+    conf = _opensearch_settings(rt)
+    return None if conf is None else _opensearch_backend(rt, conf)  # type: ignore[no-any-return]

@@ -1,70 +1,575 @@
 """QueryContext: the best context for a query within a token budget.
 
-This first assembly is honest and simple: the window summary plus the most recent
-turns, newest first, packed until the budget is reached; the rendered text is counted
-again so ``token_count <= token_budget`` holds for the final string.
+Flow (docs/query.md):
+
+1. one statement reads what the answer depends on — the session (and its agent and user),
+   its window version, the (agent, user) and agent-wide generations, the agent profile and
+   version, and the session's latest question (the default query of a model call);
+2. the cache key is built from those (``cache.keys``); a hit is returned as it was stored;
+3. on a miss: recent turns of the session, the window summary, retrieved earlier turns
+   (hybrid search + re-rank, any session of the user), retrieved memories, open and recent
+   tool calls → near-duplicate removal → per-section budgets from the model call's shares
+   (unused share redistributed) → packing → template rendering → the final string is
+   counted again and shrunk until ``token_count <= token_budget``, which always holds;
+4. the answer is cached under the key. ``prepare.prepare_contexts`` runs step 3 ahead of
+   time for each model call of the agent, so the agent's next request is a hit.
+
+``assemble`` (step 3 after loading) is a pure function of its inputs; the property tests
+drive it directly.
 """
 
 from __future__ import annotations
 
-from context_engine.errors import ValidationFailed, too_large
+import json
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from context_engine.cache.keys import context_key
+from context_engine.db.database import Conn
+from context_engine.errors import NotFound, ValidationFailed, too_large
 from context_engine.models.api import QueryContextRequest, QueryContextResponse, Section
-from context_engine.models.domain import Principal, Provenance, Snippet
-from context_engine.repos import sessions, turns
+from context_engine.models.domain import (
+    SECTIONS,
+    AgentProfile,
+    ModelCall,
+    Principal,
+    Provenance,
+    Snippet,
+    ToolCall,
+    Turn,
+)
+from context_engine.observability.powertools import metrics
+from context_engine.repos import tool_calls, turns
+from context_engine.retrieval import Scored, dedupe, pack
 from context_engine.runtime import Runtime
+from context_engine.search import search_backend
+from context_engine.search.base import Scope, ScoredMemory, SearchQuery
 from context_engine.services.authz import Action, require, require_agent
-from context_engine.services.turns import load_session
-from context_engine.text.tokens import count_tokens
+from context_engine.text.tokens import count_tokens, truncate_to_tokens
+
+log = logging.getLogger(__name__)
 
 SEPARATOR = "\n\n"
+ELLIPSIS = "…"
+# When a session has both recent turns and retrieved earlier ones, recent turns may take at
+# most this share of the history budget first; what retrieval leaves unused goes back to them.
+RECENT_SHARE_OF_HISTORY = 0.5
+# A truncated snippet shorter than this is noise, not context: skip instead.
+MIN_TRUNCATED_TOKENS = 16
+# Near-duplicates: Jaccard overlap of analyzed terms (retrieval.dedupe).
+DUPLICATE_THRESHOLD = 0.85
+TOOL_CALLS_LIMIT = 20
+# Without a model call: the shares a model call has by default.
+DEFAULT_SHARES: dict[str, float] = dict(ModelCall.model_fields["section_shares"].get_default(call_default_factory=True))
+_PLACEHOLDER = re.compile(r"\{(summary|memory|history|tool)\}")
+
+
+# --- pure assembly ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Materials:
+    """Everything a context can be made of, each list in priority order."""
+
+    summary: Snippet | None = None
+    memories: Sequence[ScoredMemory] = ()
+    recent: Sequence[Turn] = ()  # newest first
+    retrieved: Sequence[Scored] = ()  # best first
+    tools: Sequence[ToolCall] = ()
+
+
+@dataclass
+class Assembled:
+    context: str
+    token_count: int
+    sections: list[Section]
+    snippets: list[Snippet]
+
+
+@dataclass
+class _Section:
+    text: str = ""
+    snippets: list[Snippet] = field(default_factory=list)
 
 
 def render_turn(question: str, answer: str) -> str:
-    return f"Q: {question}\nA: {answer}" if answer else f"Q: {question}"
+    return f"{question}\n{answer}" if answer else question
+
+
+def render_tool(call: ToolCall) -> str:
+    from context_engine.services.tools import render_tool_output
+
+    args = json.dumps(call.arguments, ensure_ascii=False, separators=(",", ":"), default=str)
+    out = render_tool_output(call.result, call.error)
+    head = f"[tool {call.name} {call.status}] {args}"
+    return f"{head}\n{out}" if out else head
+
+
+def render_template(template: str | None, texts: dict[str, str]) -> str:
+    """A model call's template with its named sections filled in one pass (text inserted for
+    one placeholder is never scanned for another; other braces in the template are literal).
+    No template: the non-empty sections in the canonical order, separated by blank lines."""
+    if template is None:
+        return SEPARATOR.join(texts[n] for n in SECTIONS if texts.get(n))
+    return _PLACEHOLDER.sub(lambda m: texts.get(m.group(1), ""), template)
+
+
+def allocate(budget: int, shares: Mapping[str, float], demand: dict[str, int]) -> dict[str, int]:
+    """Split ``budget`` by ``shares`` among sections that have something to say; a section
+    that needs less than its share gives the rest to the others in proportion to theirs
+    (water-filling), so no token of the budget is left unused while content is left out."""
+    alloc = {n: 0 for n in demand}
+    active = {n: s for n, s in shares.items() if s > 0 and demand.get(n, 0) > 0}
+    remaining = max(budget, 0)
+    while active and remaining > 0:
+        total = sum(active.values())
+        offer = {n: remaining * s / total for n, s in active.items()}
+        capped = [n for n in active if offer[n] >= demand[n] - alloc[n]]
+        if not capped:
+            for n in active:
+                alloc[n] += int(offer[n])
+            break
+        for n in capped:
+            remaining -= demand[n] - alloc[n]
+            alloc[n] = demand[n]
+            del active[n]
+    return alloc
+
+
+def _fit(text: str, room: int) -> str | None:
+    """``text`` if it fits ``room`` tokens, else a truncated copy if that is still worth it."""
+    if room <= 0:
+        return None
+    if count_tokens(text) <= room:
+        return text
+    if room < MIN_TRUNCATED_TOKENS:
+        return None
+    cut = truncate_to_tokens(text, room, suffix=ELLIPSIS)
+    return cut or None
+
+
+def _pack_items(items: Sequence[tuple[str, Snippet]], room: int, sep: str = "\n",
+                order: Callable[[list[tuple[str, Snippet]]], list[tuple[str, Snippet]]] | None = None,
+                ) -> _Section:
+    """Greedy in priority order: whole items while they fit; the first that does not is
+    truncated if what is left is worth it, and packing stops there."""
+    sep_cost = count_tokens(sep)
+    chosen: list[tuple[str, Snippet]] = []
+    used = 0
+    for text, snip in items:
+        cost_sep = sep_cost if chosen else 0
+        fitted = _fit(text, room - used - cost_sep)
+        if fitted is None:
+            if room - used - cost_sep >= MIN_TRUNCATED_TOKENS:
+                break
+            continue
+        tokens = count_tokens(fitted)
+        chosen.append((fitted, snip.model_copy(update={"content": fitted, "token_count": tokens})))
+        used += tokens + cost_sep
+        if fitted is not text:
+            break
+    if order is not None:
+        chosen = order(chosen)
+    return _Section(text=sep.join(t for t, _ in chosen), snippets=[s for _, s in chosen])
+
+
+def _memory_items(memories: Sequence[ScoredMemory]) -> list[tuple[str, Snippet]]:
+    out = []
+    for m in memories:
+        text = f"- {m.memory.content}"
+        out.append((text, Snippet(type="memory", content=text, score=m.score, token_count=count_tokens(text),
+                                  provenance=Provenance(memory_id=m.memory.id))))
+    return out
+
+
+def _tool_items(calls: Sequence[ToolCall]) -> list[tuple[str, Snippet]]:
+    out = []
+    for c in calls:
+        text = render_tool(c)
+        out.append((text, Snippet(type="tool", content=text, score=1.0 if c.status in ("pending", "running") else 0.5,
+                                  token_count=count_tokens(text),
+                                  provenance=Provenance(session_id=c.session_id, call_id=c.call_id,
+                                                        turn_id=c.turn_id))))
+    return out
+
+
+def _recent_items(recent: Sequence[Turn]) -> list[tuple[str, Snippet]]:
+    out = []
+    n = len(recent)
+    for i, t in enumerate(recent):  # newest first: that is the priority
+        text = render_turn(t.question, t.answer)
+        out.append((text, Snippet(type="history", content=text, score=1.0 - i / max(n, 1),
+                                  token_count=count_tokens(text),
+                                  provenance=Provenance(session_id=t.session_id, turn_id=t.id, seq=t.seq,
+                                                        occurred_at=t.occurred_at))))
+    return out
+
+
+def _chronological(chosen: list[tuple[str, Snippet]]) -> list[tuple[str, Snippet]]:
+    return sorted(chosen, key=lambda it: it[1].provenance.seq or 0)
+
+
+def _pack_retrieved(retrieved: Sequence[Scored], room: int) -> _Section:
+    if room <= 0 or not retrieved:
+        return _Section()
+    packed = pack(retrieved, room, mode="parts")
+    snippets = []
+    for s in packed.snippets:
+        snippets.append(Snippet(type="history", content=s.text, score=float(s.score), token_count=count_tokens(s.text),
+                                provenance=Provenance(session_id=s.session_id, turn_id=UUID(s.candidate_id),
+                                                      seq=s.seq, occurred_at=_as_datetime(s.occurred_at))))
+    return _Section(text=packed.text, snippets=snippets)
+
+
+def _as_datetime(value: Any) -> Any:
+    import datetime as dt
+
+    if isinstance(value, dt.datetime) or value is None:
+        return value
+    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+
+
+def _history(materials: Materials, room: int) -> _Section:
+    recent_items = _recent_items(materials.recent)
+    sep = count_tokens(SEPARATOR)
+    if not materials.retrieved:
+        return _pack_items(recent_items, room, order=_chronological)
+    if not recent_items:
+        return _pack_retrieved(materials.retrieved, room)
+    recent = _pack_items(recent_items, int(room * RECENT_SHARE_OF_HISTORY), order=_chronological)
+    used_recent = count_tokens(recent.text)
+    earlier = _pack_retrieved(materials.retrieved, room - used_recent - sep)
+    used_earlier = count_tokens(earlier.text)
+    if used_earlier < room - used_recent - sep:  # retrieval left room: more recent turns
+        recent = _pack_items(recent_items, room - used_earlier - sep, order=_chronological)
+    parts = [p for p in (earlier, recent) if p.text]
+    return _Section(text=SEPARATOR.join(p.text for p in parts), snippets=[s for p in parts for s in p.snippets])
+
+
+def _demand(materials: Materials) -> dict[str, int]:
+    return {
+        "summary": materials.summary.token_count if materials.summary else 0,
+        "memory": sum(count_tokens(t) + 1 for t, _ in _memory_items(materials.memories)),
+        "history": sum(t.token_count + 2 for t in materials.recent)
+        + sum(sum(count_tokens(p.text) + 1 for p in s.candidate.parts) + 8 for s in materials.retrieved),
+        "tool": sum(count_tokens(t) + 1 for t, _ in _tool_items(materials.tools)),
+    }
+
+
+def _sections(materials: Materials, room: int, shares: Mapping[str, float]) -> dict[str, _Section]:
+    """Pack every section within its allocation; what a section leaves unused flows to the
+    next one in packing order (summary, tool, memory, then history, the most divisible)."""
+    alloc = allocate(room, shares, _demand(materials))
+    out: dict[str, _Section] = {}
+    carry = 0
+    for name in ("summary", "tool", "memory", "history"):
+        budget = alloc.get(name, 0) + carry if shares.get(name, 0) > 0 else 0
+        if name == "summary":
+            sec = (_pack_items([(materials.summary.content, materials.summary)], budget)
+                   if materials.summary else _Section())
+        elif name == "tool":
+            sec = _pack_items(_tool_items(materials.tools), budget)
+        elif name == "memory":
+            sec = _pack_items(_memory_items(materials.memories), budget)
+        else:
+            sec = _history(materials, budget)
+        used = count_tokens(sec.text)
+        carry = max(budget - used, 0) if budget else carry
+        out[name] = sec
+    return out
+
+
+def assemble(
+    materials: Materials,
+    budget: int,
+    *,
+    template: str | None = None,
+    shares: Mapping[Any, float] | None = None,
+    include: Sequence[str] | None = None,
+) -> Assembled:
+    """Pack ``materials`` into at most ``budget`` tokens of rendered text (always: the final
+    string is counted, and shrunk — by re-packing tighter, then by truncation — until it fits)."""
+    wanted = set(include) if include is not None else set(SECTIONS)
+    base: dict[str, float] = dict(shares if shares is not None else DEFAULT_SHARES)
+    active_shares: dict[str, float] = {n: float(base.get(n, 0.0)) for n in SECTIONS if n in wanted}
+    overhead = count_tokens(render_template(template, {})) if template is not None else 0
+    n_joins = len([n for n in active_shares if active_shares[n] > 0]) - 1
+    room = budget - overhead - (max(n_joins, 0) * count_tokens(SEPARATOR) if template is None else 0)
+    context = ""
+    secs: dict[str, _Section] = {}
+    for _ in range(4):  # the estimate is exact but for BPE merges at joins: rarely a second pass
+        secs = _sections(materials, room, active_shares)
+        context = render_template(template, {n: s.text for n, s in secs.items()})
+        over = count_tokens(context) - budget
+        if over <= 0:
+            break
+        room -= over + 1
+    if count_tokens(context) > budget:  # the template alone is over budget: cut the string
+        context = truncate_to_tokens(context, budget)
+    token_count = count_tokens(context)
+    snippets = [s for n in SECTIONS if n in secs for s in secs[n].snippets if s.content in context]
+    sections = [Section(name=n, token_count=count_tokens(secs[n].text) if n in secs else 0,
+                        token_share=int(budget * active_shares.get(n, 0.0)),
+                        snippet_count=sum(1 for s in snippets if s.type == n))
+                for n in SECTIONS if n in wanted]
+    return Assembled(context=context, token_count=token_count, sections=sections, snippets=snippets)
+
+
+def dedupe_materials(materials: Materials) -> Materials:
+    """Drop retrieved turns that are recent turns or near-duplicates of them or of better
+    retrieved turns, and memories that restate a better memory."""
+    recent_ids = {str(t.id) for t in materials.recent}
+    items: list[tuple[str, Any]] = [("recent", t) for t in materials.recent]
+    items += [("retrieved", s) for s in materials.retrieved if s.candidate.id not in recent_ids]
+
+    def text_of(item: tuple[str, Any]) -> str:
+        kind, obj = item
+        if kind == "recent":
+            return render_turn(obj.question, obj.answer)
+        return "\n".join(p.text for p in obj.candidate.parts)
+
+    kept = dedupe(items, text_of, threshold=DUPLICATE_THRESHOLD, limit=400)
+    retrieved = [obj for kind, obj in kept if kind == "retrieved"]
+    memories = dedupe(list(materials.memories), lambda m: m.memory.content, threshold=DUPLICATE_THRESHOLD)
+    return Materials(summary=materials.summary, memories=memories, recent=materials.recent, retrieved=retrieved,
+                     tools=materials.tools)
+
+
+# --- loading, cache, the use case -----------------------------------------------------------
+@dataclass(frozen=True)
+class QueryState:
+    """What a context depends on, read in one statement before the cache lookup."""
+
+    session_agent: str | None
+    session_user: str | None
+    window_version: int
+    summary_covers_seq: int
+    latest_question: str | None
+    profile: AgentProfile
+    agent_version: int
+    user_generation: int
+    agent_generation: int
+
+
+_STATE_SQL = """
+select s.agent_id as s_agent, s.user_id as s_user,
+       coalesce(w.version, 0) as window_version, coalesce(w.summary_covers_seq, 0) as covers,
+       case when %(want_latest)s then (select question from turns where tenant_id = %(t)s and session_id = %(s)s
+                                        order by seq desc limit 1) end as latest_question,
+       a.profile, coalesce(a.version, 0) as agent_version,
+       coalesce((select generation from search_generations where tenant_id = %(t)s and agent_id = %(a)s
+                  and user_id = coalesce(%(u)s, s.user_id, '-')), 0) as user_gen,
+       coalesce((select generation from search_generations where tenant_id = %(t)s and agent_id = %(a)s
+                  and user_id = ''), 0) as agent_gen
+  from (select 1) one
+  left join sessions s on s.tenant_id = %(t)s and s.id = %(s)s
+  left join context_windows w on w.tenant_id = %(t)s and w.session_id = %(s)s
+  left join agents a on a.tenant_id = %(t)s and a.id = %(a)s
+"""
+
+
+def load_state(conn: Conn, tenant_id: str, req: QueryContextRequest) -> QueryState:
+    row = conn.execute(_STATE_SQL, {
+        "t": tenant_id, "s": req.session_id, "a": req.agent_id, "u": req.user_id,
+        "want_latest": req.query is None and req.session_id is not None,
+    }).fetchone()
+    assert row is not None  # (select 1) always yields a row
+    return QueryState(
+        session_agent=row["s_agent"], session_user=row["s_user"], window_version=int(row["window_version"]),
+        summary_covers_seq=int(row["covers"]), latest_question=row["latest_question"],
+        profile=AgentProfile(**row["profile"]) if row["profile"] else AgentProfile(),
+        agent_version=int(row["agent_version"]), user_generation=int(row["user_gen"]),
+        agent_generation=int(row["agent_gen"]),
+    )
+
+
+@dataclass(frozen=True)
+class Resolved:
+    user_id: str | None
+    query: str
+    budget: int
+    model_call: ModelCall | None
+
+
+def resolve(rt: Runtime, req: QueryContextRequest, state: QueryState) -> Resolved:
+    if req.session_id is not None:
+        if state.session_agent is None:
+            raise NotFound("session not found", details={"session_id": req.session_id})
+        if state.session_agent != req.agent_id:
+            raise ValidationFailed("session belongs to another agent", details=[{"loc": ["body", "session_id"]}])
+        if req.user_id is not None and req.user_id != state.session_user:
+            raise ValidationFailed("session belongs to another user", details=[{"loc": ["body", "user_id"]}])
+    user_id = req.user_id if req.user_id is not None else state.session_user
+    model_call = None
+    if req.model_call_id is not None:
+        model_call = state.profile.model_call(req.model_call_id)
+        if model_call is None:
+            raise NotFound("model call not found", details={"model_call_id": req.model_call_id})
+    budget = req.token_budget if req.token_budget is not None else (model_call.token_budget if model_call else 0)
+    if budget > rt.settings.max_token_budget:
+        raise too_large("token_budget", rt.settings.max_token_budget, budget, "tokens")
+    if req.query is not None:
+        query = req.query
+    elif req.session_id is None:
+        raise ValidationFailed("query is required without session_id", details=[{"loc": ["body", "query"]}])
+    else:
+        query = state.latest_question or ""
+    return Resolved(user_id=user_id, query=query, budget=budget, model_call=model_call)
+
+
+class _QueryVectors:
+    """Query embeddings by text (a query is often asked again with another budget or model
+    call, and prepared contexts embed the latest question the next query repeats)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._data: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, rt: Runtime, text: str) -> Any:
+        try:
+            embedder = rt.embedder
+            key = (embedder.name, text)
+            with self._lock:
+                if key in self._data:
+                    self._data.move_to_end(key)
+                    return self._data[key]
+            vec = embedder.embed_query(text)
+        except Exception:  # no model: retrieval still works lexically
+            log.exception("query embedding failed; searching without vectors")
+            return None
+        with self._lock:
+            self._data[key] = vec
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+        return vec
+
+
+query_vectors = _QueryVectors()
+
+
+def _embedder_name(rt: Runtime) -> str:
+    return rt.settings.embedder
+
+
+def _k_turns(req: QueryContextRequest, budget: int) -> int:
+    return req.k if req.k is not None else max(10, min(200, budget // 25))
+
+
+def _k_memories(req: QueryContextRequest, budget: int) -> int:
+    return req.k if req.k is not None else max(5, min(100, budget // 40))
+
+
+def load_session_materials(conn: Conn, tenant_id: str, req: QueryContextRequest, state: QueryState,
+                           res: Resolved) -> Materials:
+    """Summary, recent turns (after what the summary covers) and tool calls of the session."""
+    wanted = set(req.include) if req.include is not None else set(SECTIONS)
+    if req.session_id is None:
+        return Materials()
+    summary = None
+    recent: list[Turn] = []
+    tools: list[ToolCall] = []
+    if "summary" in wanted:
+        row = conn.execute("select summary, summary_covers_seq from context_windows"
+                           " where tenant_id = %s and session_id = %s", [tenant_id, req.session_id]).fetchone()
+        if row and row["summary"]:
+            summary = Snippet(type="summary", content=row["summary"], score=1.0,
+                              token_count=count_tokens(row["summary"]),
+                              provenance=Provenance(session_id=req.session_id, seq=row["summary_covers_seq"]))
+    if "history" in wanted:
+        recent = turns.recent(conn, tenant_id, req.session_id, limit=max(10, min(200, res.budget // 30)),
+                              after_seq=state.summary_covers_seq)
+    if "tool" in wanted:
+        tools = tool_calls.for_session(conn, tenant_id, req.session_id, limit=TOOL_CALLS_LIMIT)
+    return Materials(summary=summary, recent=recent, tools=tools)
+
+
+def retrieve(rt: Runtime, tenant_id: str, req: QueryContextRequest, res: Resolved,
+             session: Materials) -> Materials:
+    """Earlier turns (any session of the user) and memories for the query. The two searches
+    run concurrently: both wait mostly on the database."""
+    wanted = set(req.include) if req.include is not None else set(SECTIONS)
+    if not res.query.strip() or not ({"history", "memory"} & wanted):
+        return session
+    search = SearchQuery.build(res.query, query_vectors.get(rt, res.query))
+    scope = Scope(tenant_id=tenant_id, agent_id=req.agent_id, user_id=res.user_id)
+    backend = search_backend(rt)
+    memories_future = None
+    if "memory" in wanted:
+        memories_future = _pool.submit(backend.search_memories, scope, search, k=_k_memories(req, res.budget))
+    retrieved: list[Scored] = []
+    if "history" in wanted and res.user_id is not None:
+        # ask for as many more as there are recent turns: those are dropped as duplicates
+        retrieved = backend.search_turns(scope, search, k=_k_turns(req, res.budget) + len(session.recent)).hits
+    memories = memories_future.result() if memories_future is not None else []
+    return Materials(summary=session.summary, memories=memories, recent=session.recent, retrieved=retrieved,
+                     tools=session.tools)
+
+
+_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="context-search")
+
+
+def _cache_key(rt: Runtime, tenant_id: str, req: QueryContextRequest, state: QueryState, res: Resolved) -> str:
+    return context_key(
+        tenant_id, req.agent_id, res.user_id, req.session_id, window_version=state.window_version,
+        user_generation=state.user_generation, agent_generation=state.agent_generation,
+        agent_version=state.agent_version, query=res.query, token_budget=res.budget,
+        model_call_id=req.model_call_id, include=req.include, k=req.k, embedder=_embedder_name(rt))
+
+
+def _cache_get(rt: Runtime, key: str) -> bytes | None:
+    try:
+        return rt.cache.get(key)
+    except Exception:  # a cache outage costs latency, never an answer
+        log.exception("context cache get failed")
+        return None
+
+
+def _cache_set(rt: Runtime, key: str, value: bytes) -> None:
+    try:
+        rt.cache.set(key, value, rt.settings.cache_ttl_s)
+    except Exception:
+        log.exception("context cache set failed")
+
+
+def context_for(rt: Runtime, tenant_id: str, req: QueryContextRequest, *, count: bool = True,
+                ) -> QueryContextResponse:
+    """The use case without authorization (the caller checked it): cache, else assemble.
+    ``count=False`` keeps preparation out of the cache hit/miss metrics (they measure what
+    agents experience)."""
+    with rt.db.tenant(tenant_id) as conn:
+        state = load_state(conn, tenant_id, req)
+        res = resolve(rt, req, state)
+        key = _cache_key(rt, tenant_id, req, state, res)
+        cached = _cache_get(rt, key)
+        if cached is not None:
+            if count:
+                metrics.add_metric(name="ContextCacheHit", unit=MetricUnit.Count, value=1)
+            return QueryContextResponse.model_validate_json(cached).model_copy(update={"cache": "hit"})
+        session = load_session_materials(conn, tenant_id, req, state, res)
+    materials = dedupe_materials(retrieve(rt, tenant_id, req, res, session))
+    mc = res.model_call
+    out = assemble(materials, res.budget, template=mc.template if mc else None,
+                   shares=mc.section_shares if mc else None, include=req.include)
+    response = QueryContextResponse(
+        context=out.context, sections=out.sections, snippets=out.snippets, token_count=out.token_count,
+        token_budget=res.budget, cache="miss", window_version=state.window_version, query=res.query,
+        model_call_id=req.model_call_id)
+    if count:
+        metrics.add_metric(name="ContextCacheMiss", unit=MetricUnit.Count, value=1)
+    _cache_set(rt, key, response.model_dump_json().encode())
+    return response
 
 
 def query_context(rt: Runtime, principal: Principal, req: QueryContextRequest) -> QueryContextResponse:
     require(principal, Action.read)
     require_agent(principal, req.agent_id)
-    if req.token_budget > rt.settings.max_token_budget:
-        raise too_large("token_budget", rt.settings.max_token_budget, req.token_budget, "tokens")
-    tenant = principal.tenant_id
-    snippets: list[Snippet] = []
-    version = 0
-    if req.session_id:
-        with rt.db.tenant(tenant) as conn:
-            session = load_session(conn, principal, req.session_id)
-            if session.agent_id != req.agent_id:
-                raise ValidationFailed("session belongs to another agent", details=[{"loc": ["body", "session_id"]}])
-            window = sessions.get_window(conn, tenant, req.session_id)
-            version = window.version
-            recent = turns.recent(conn, tenant, req.session_id, limit=200)
-        if window.summary and (req.include is None or "summary" in req.include):
-            snippets.append(Snippet(type="summary", content=window.summary, score=1.0,
-                                    token_count=count_tokens(window.summary),
-                                    provenance=Provenance(session_id=req.session_id, seq=window.summary_covers_seq)))
-        if req.include is None or "history" in req.include:
-            for t in recent:
-                text = render_turn(t.question, t.answer)
-                snippets.append(Snippet(type="history", content=text, score=1.0, token_count=count_tokens(text),
-                                        provenance=Provenance(session_id=t.session_id, turn_id=t.id, seq=t.seq,
-                                                              occurred_at=t.occurred_at)))
-    chosen: list[Snippet] = []
-    used = 0
-    for s in snippets:  # summary first, then newest turns
-        cost = s.token_count + (count_tokens(SEPARATOR) if chosen else 0)
-        if used + cost > req.token_budget:
-            break
-        chosen.append(s)
-        used += cost
-    history = sorted((s for s in chosen if s.type == "history"), key=lambda s: s.provenance.seq or 0)
-    ordered = [s for s in chosen if s.type == "summary"] + history
-    context = SEPARATOR.join(s.content for s in ordered)
-    while ordered and count_tokens(context) > req.token_budget:  # BPE merges across joins: re-check
-        ordered.pop(0 if len(ordered) > 1 else 0)
-        context = SEPARATOR.join(s.content for s in ordered)
-    token_count = count_tokens(context)
-    sections = [Section(name=n, token_count=sum(s.token_count for s in ordered if s.type == n), token_share=0,
-                        snippet_count=sum(1 for s in ordered if s.type == n)) for n in ("summary", "history")]
-    return QueryContextResponse(context=context, sections=sections, snippets=ordered, token_count=token_count,
-                                token_budget=req.token_budget, cache="miss", window_version=version)
+    return context_for(rt, principal.tenant_id, req)
+

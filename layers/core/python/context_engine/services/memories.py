@@ -76,8 +76,15 @@ def delete(rt: Runtime, principal: Principal, memory_id: UUID) -> None:
 
 
 def search(rt: Runtime, principal: Principal, req: SearchMemoriesRequest) -> SearchMemoriesResponse:
+    """The same hybrid retrieval QueryContext uses for its memory section (full text + vector,
+    fused by reciprocal rank), over the memories visible to the user."""
+    from context_engine.search import search_backend
+    from context_engine.search.base import Scope, SearchQuery
+    from context_engine.services.context import query_vectors
+
     require(principal, Action.read)
     require_agent(principal, req.agent_id)
-    with rt.db.tenant(principal.tenant_id) as conn:
-        hits = memories.keyword_search(conn, principal.tenant_id, req.agent_id, req.user_id, req.query, req.k)
-    return SearchMemoriesResponse(items=[MemoryHit(memory=m, score=s) for m, s in hits])
+    query = SearchQuery.build(req.query, query_vectors.get(rt, req.query))
+    scope = Scope(tenant_id=principal.tenant_id, agent_id=req.agent_id, user_id=req.user_id)
+    hits = search_backend(rt).search_memories(scope, query, k=req.k)
+    return SearchMemoriesResponse(items=[MemoryHit(memory=h.memory, score=h.score) for h in hits])

@@ -1,0 +1,137 @@
+"""The search backend interface: what retrieval asks of a store, and what it gets back.
+
+A backend fetches *candidates* cheaply and the shared re-ranker (``search.ranking`` over the
+pure functions in ``context_engine.retrieval``) orders them, so every backend ranks turns
+the same way. Two implementations:
+
+- ``PostgresSearchBackend`` (embedded default, Aurora): full text over the ``lex`` tsvector,
+  pgvector HNSW, date-range rows and neighbours, fused by reciprocal rank in one SQL round trip.
+- ``OpenSearchBackend`` (AWS option): BM25 + k-NN query bodies over an index the indexer
+  mirrors PostgreSQL rows into (``IndexMirror``).
+
+Scope is always (tenant, agent, user): a turn belongs to one user; a memory is visible to a
+user when it is theirs (private) or the agent's (shared).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+from uuid import UUID
+
+import numpy as np
+import numpy.typing as npt
+
+from context_engine.models.domain import Memory
+from context_engine.retrieval import QueryFeatures, RankConfig, Scored, analyze_query
+
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Scope:
+    tenant_id: str
+    agent_id: str
+    user_id: str | None  # None: only agent-visible memories, no turns
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A query as every backend needs it: text, analyzed features, embedding (or None when the
+    embedder is unavailable; backends then use only the lexical side)."""
+
+    text: str
+    features: QueryFeatures
+    vector: Vector | None
+
+    @classmethod
+    def build(cls, text: str, vector: Vector | None) -> SearchQuery:
+        return cls(text=text, features=analyze_query(text), vector=vector)
+
+
+@dataclass(frozen=True)
+class CandidatePlan:
+    """How many rows each candidate source returns (docs/retrieval.md: the measured plan)."""
+
+    fts: int = 100
+    vector: int = 100
+    date_rows: int = 50
+    # Neighbours (same session, seq ± 1) of the best fused candidates are fetched in the same
+    # round trip; after re-ranking, neighbours of the new top that are still missing are
+    # fetched in a second one (only when there are any).
+    neighbours_of_top: int = 30
+    second_pass_neighbours: bool = True
+    # Turns written but not yet indexed (no lex, no embedding) are candidates too, so a turn
+    # is findable the moment it is written; the re-ranker scores them from their text.
+    unindexed: int = 20
+    rrf_k: float = 60.0
+
+
+@dataclass(frozen=True)
+class TurnSearch:
+    """Ranked turns (best first) and how they were found."""
+
+    hits: list[Scored]
+    candidates: int
+    round_trips: int
+
+
+@dataclass(frozen=True)
+class ScoredMemory:
+    memory: Memory
+    score: float
+    lexical_rank: int | None = None
+    vector_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class TurnDoc:
+    """What the indexer hands an index mirror for one turn."""
+
+    turn_id: UUID
+    session_id: str
+    agent_id: str
+    user_id: str
+    seq: int
+    question: str
+    answer: str
+    occurred_at: dt.datetime
+    lex_terms: Sequence[str]
+    lex_parts: Sequence[str]
+    embedding: Vector
+
+
+@dataclass(frozen=True)
+class MemoryDoc:
+    memory: Memory
+    embedding: Vector
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class SearchBackend(Protocol):
+    name: str
+
+    def search_turns(
+        self, scope: Scope, query: SearchQuery, *, k: int, config: RankConfig | None = None,
+        plan: CandidatePlan | None = None,
+    ) -> TurnSearch:
+        """The user's turns best first, at most ``k``; each hit carries its provenance
+        (turn id, session, seq, date) in ``Scored.candidate``."""
+        ...
+
+    def search_memories(self, scope: Scope, query: SearchQuery, *, k: int) -> list[ScoredMemory]:
+        """Memories visible to the scope's user (private ones and the agent's shared ones)."""
+        ...
+
+
+class IndexMirror(Protocol):
+    """An external index fed from PostgreSQL rows by the indexer (OpenSearch). PostgreSQL's own
+    search reads the rows' index columns directly and needs no mirror."""
+
+    def upsert_turns(self, tenant_id: str, docs: Sequence[TurnDoc]) -> None: ...
+    def upsert_memories(self, tenant_id: str, docs: Sequence[MemoryDoc]) -> None: ...
+    def delete_turns(self, tenant_id: str, turn_ids: Sequence[UUID]) -> None: ...
+    def delete_memories(self, tenant_id: str, memory_ids: Sequence[UUID]) -> None: ...
+    def delete_user(self, tenant_id: str, user_id: str) -> None: ...

@@ -1,0 +1,70 @@
+"""Shared turn ranking: backend rows → ``retrieval.Candidate`` → ``retrieval.rank``.
+
+Every backend returns the same row shape (``TurnRow``) and the same per-user statistics;
+this module turns them into the research helper's candidates, ranks them, and asks the
+backend for the neighbours of the new top that it has not fetched yet (the recipe in
+docs/retrieval.md). Ranking therefore never differs between PostgreSQL and OpenSearch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from context_engine.retrieval import Candidate, CorpusStats, Part, RankConfig, index_date_text, missing_neighbours, rank
+from context_engine.search.base import CandidatePlan, SearchQuery, TurnSearch
+from context_engine.search.text import utc_date
+
+
+@dataclass(frozen=True)
+class TurnRow:
+    id: str
+    session_id: str
+    seq: int
+    question: str
+    answer: str
+    occurred_at: dt.datetime
+    # Analyzed terms of question and answer as the indexer stored them; None for a turn that
+    # is not indexed yet (its terms are then analyzed here, from the text).
+    lex_parts: Sequence[str] | None
+    cosine: float | None
+
+
+def to_candidate(row: TurnRow) -> Candidate:
+    texts = (row.question, row.answer)
+    parts: list[Part] = []
+    for i, text in enumerate(texts):
+        if not text:
+            continue  # a turn without an answer has one part
+        terms = None
+        if row.lex_parts is not None and i < len(row.lex_parts) and row.lex_parts[i] is not None:
+            terms = tuple(row.lex_parts[i].split())
+        parts.append(Part(text=text, terms=terms))
+    day = utc_date(row.occurred_at)
+    return Candidate(id=row.id, session_id=row.session_id, seq=row.seq, parts=tuple(parts), occurred_at=day,
+                     date_text=index_date_text(day), dense=row.cosine)
+
+
+def rank_turns(
+    query: SearchQuery,
+    rows: Sequence[TurnRow],
+    stats: CorpusStats,
+    *,
+    k: int,
+    config: RankConfig | None,
+    plan: CandidatePlan,
+    fetch_neighbours: Callable[[list[tuple[str, int]]], list[TurnRow]],
+) -> TurnSearch:
+    candidates = [to_candidate(r) for r in rows]
+    scored = rank(query.features, candidates, stats, config)
+    trips = 1
+    if plan.second_pass_neighbours and plan.neighbours_of_top and scored:
+        wanted = missing_neighbours(scored, top=plan.neighbours_of_top)
+        if wanted:
+            extra = [to_candidate(r) for r in fetch_neighbours(wanted)]
+            trips += 1
+            if extra:
+                candidates += extra
+                scored = rank(query.features, candidates, stats, config)
+    return TurnSearch(hits=list(scored[:k]), candidates=len(candidates), round_trips=trips)

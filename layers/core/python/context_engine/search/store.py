@@ -1,0 +1,122 @@
+"""The index columns of turns and memories in PostgreSQL (the system of record).
+
+The indexer reads rows that have no index yet and writes their embedding, analyzed terms and
+``indexed_at`` in one statement per batch. Every write is guarded by ``indexed_at is null``
+(or a different embedding model), so a redelivered or concurrent indexing has no second
+effect: the statistics triggers of 0003_search.sql count each turn once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from context_engine.db.database import Conn
+from context_engine.models.domain import Memory
+from context_engine.repos.memories import COLS as MEMORY_COLS
+from context_engine.retrieval import analyze, index_date_text
+from context_engine.search.base import Vector
+from context_engine.search.postgres import vector_literal
+from context_engine.search.text import utc_date
+
+
+@dataclass(frozen=True)
+class PendingTurn:
+    id: UUID
+    session_id: str
+    agent_id: str
+    user_id: str
+    seq: int
+    question: str
+    answer: str
+    occurred_at: dt.datetime
+
+    @property
+    def embed_text(self) -> str:
+        """What the turn's vector encodes: both utterances (the date is left to the lexical
+        side and the date filter; it only blurs a sentence embedding)."""
+        return f"{self.question}\n{self.answer}" if self.answer else self.question
+
+
+@dataclass(frozen=True)
+class TurnLex:
+    """A turn's analyzed terms: question and answer separately (the re-ranker scores each
+    utterance) and all of them with the date for the ``lex`` tsvector."""
+
+    parts: tuple[str, str]
+    terms: tuple[str, ...]
+
+    @classmethod
+    def of(cls, question: str, answer: str, occurred_at: dt.datetime) -> TurnLex:
+        q, a = analyze(question), analyze(answer)
+        date_terms = analyze(index_date_text(utc_date(occurred_at)))
+        return cls(parts=(" ".join(q), " ".join(a)), terms=tuple(date_terms + q + a))
+
+
+_TURN_COLS = "id, session_id, agent_id, user_id, seq, question, answer, occurred_at"
+
+
+def pending_turns(conn: Conn, tenant_id: str, *, limit: int, model: str,
+                  turn_ids: Sequence[UUID] | None = None) -> list[PendingTurn]:
+    """Turns to index, oldest first: the named ones unless already indexed by ``model``, or
+    (no ids) any turn without an index (the partial index turns_unindexed serves this)."""
+    if turn_ids is not None:
+        rows = conn.execute(
+            f"select {_TURN_COLS} from turns where tenant_id = %s and id = any(%s)"
+            " and (indexed_at is null or embedding_model is distinct from %s) order by created_at limit %s",
+            [tenant_id, list(turn_ids), model, limit]).fetchall()
+    else:
+        rows = conn.execute(
+            f"select {_TURN_COLS} from turns where tenant_id = %s and indexed_at is null"
+            " order by created_at limit %s", [tenant_id, limit]).fetchall()
+    return [PendingTurn(**r) for r in rows]
+
+
+def store_turn_index(conn: Conn, tenant_id: str, turns: Sequence[PendingTurn], lex: Sequence[TurnLex],
+                     vectors: Sequence[Vector], model: str) -> int:
+    """Write the index columns of a batch in one statement; returns the rows written."""
+    if not turns:
+        return 0
+    cur = conn.execute(
+        "update turns t set lex = to_tsvector('simple', x.terms), lex_len = x.len, lex_parts = array[x.q, x.a],"
+        " embedding = x.vec::vector, embedding_model = %s, indexed_at = now()"
+        " from unnest(%s::uuid[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[])"
+        " as x(id, terms, len, q, a, vec)"
+        " where t.tenant_id = %s and t.id = x.id"
+        " and (t.indexed_at is null or t.embedding_model is distinct from %s)",
+        [model, [t.id for t in turns], [" ".join(x.terms) for x in lex], [len(x.terms) for x in lex],
+         [x.parts[0] for x in lex], [x.parts[1] for x in lex], [vector_literal(v) for v in vectors],
+         tenant_id, model],
+    )
+    return cur.rowcount
+
+
+def pending_memories(conn: Conn, tenant_id: str, *, limit: int, model: str,
+                     memory_ids: Sequence[UUID] | None = None) -> list[Memory]:
+    if memory_ids is not None:
+        rows = conn.execute(
+            f"select {MEMORY_COLS} from memories where tenant_id = %s and id = any(%s)"
+            " and (indexed_at is null or embedding_model is distinct from %s) order by created_at limit %s",
+            [tenant_id, list(memory_ids), model, limit]).fetchall()
+    else:
+        rows = conn.execute(
+            f"select {MEMORY_COLS} from memories where tenant_id = %s and indexed_at is null"
+            " order by created_at limit %s", [tenant_id, limit]).fetchall()
+    return [Memory(**r) for r in rows]
+
+
+def store_memory_index(conn: Conn, tenant_id: str, memories: Sequence[Memory], vectors: Sequence[Vector],
+                       model: str) -> int:
+    if not memories:
+        return 0
+    cur = conn.execute(
+        "update memories m set embedding = x.vec::vector, embedding_model = %s, indexed_at = now()"
+        " from unnest(%s::uuid[], %s::text[]) as x(id, vec)"
+        " where m.tenant_id = %s and m.id = x.id"
+        " and (m.indexed_at is null or m.embedding_model is distinct from %s)",
+        [model, [m.id for m in memories], [vector_literal(v) for v in vectors], tenant_id, model],
+    )
+    return cur.rowcount
+
