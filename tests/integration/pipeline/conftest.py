@@ -10,6 +10,8 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from context_engine.events.envelope import EventEnvelope
 from context_engine.events.publisher import EventBridgePublisher
 from context_engine.models.api import WriteTurnRequest
@@ -18,7 +20,6 @@ from context_engine.pipeline.sfn_local import LocalStepFunctions, invoke_handler
 from context_engine.pipeline.workflows import set_workflow_starter
 from context_engine.services import turns
 from context_engine.wiring import EVENT_RULES, EVENT_SOURCE, QUEUES
-from moto import mock_aws
 
 MOTO_TEST_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 BUS = "context-engine-test"
@@ -97,6 +98,19 @@ def aws_pipeline(aws: None) -> AwsPipeline:
                                        AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         events.put_targets(Rule=f"ce-{rule.name}", EventBusName=BUS, Targets=[{"Id": rule.queue, "Arn": arn}])
     return p
+
+
+@pytest.fixture
+def eb_runtime(runtime: Any, aws_pipeline: AwsPipeline) -> Iterator[Any]:
+    """A runtime whose publisher is EventBridge (moto), as in AWS. It depends on ``runtime``
+    so that it is installed after it (``admin`` installs ``runtime``)."""
+    from context_engine.cache import LruCache
+    from context_engine.runtime import Runtime, set_runtime
+
+    rt = Runtime(settings=runtime.settings, db=runtime.db, cache=LruCache(64), publisher=aws_pipeline.publisher())
+    set_runtime(rt)
+    yield rt
+    set_runtime(runtime)
 
 
 def sqs_event_for(envelopes: list[EventEnvelope], queue: str) -> dict[str, Any]:

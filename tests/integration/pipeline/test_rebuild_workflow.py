@@ -4,6 +4,7 @@ Task dispatched to the real ``functions/rebuild`` handler against the real datab
 from __future__ import annotations
 
 import pytest
+
 from context_engine.models.api import RebuildRequest
 from context_engine.pipeline.sfn_local import LocalStepFunctions
 from context_engine.services import compress, jobs, turns
