@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from context_engine.observability.powertools import logger, metrics, tracer
 from context_engine.pipeline.consumers import consume_batch
 

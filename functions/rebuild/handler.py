@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from context_engine.observability.powertools import logger, metrics, tracer
 from context_engine.pipeline.tasks import run_rebuild_task
 from context_engine.runtime import get_runtime

@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from context_engine.observability.powertools import logger, metrics, tracer
 from context_engine.pipeline.relay import relay_outbox
 from context_engine.pipeline.settings import get_pipeline_settings

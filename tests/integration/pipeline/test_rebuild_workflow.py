@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from context_engine.cache.keys import session_prefix
 from context_engine.models.api import RebuildRequest
 from context_engine.pipeline.sfn_local import LocalStepFunctions
 from context_engine.services import compress, jobs, turns
-from context_engine.services.turns import session_cache_prefix
 
 from .conftest import invoke, sqs_event_for, write_turns
 
@@ -36,7 +36,7 @@ def _states(workflows: LocalStepFunctions, arn: str) -> list[str]:
 def test_rebuild_runs_the_asl_to_succeeded(runtime, admin, workflows, captured, strategy) -> None:
     written = write_turns(runtime, admin, "s1", 40)
     before = turns.get_session(runtime, admin, "s1").window
-    key = session_cache_prefix(admin.tenant_id, "a1", "u1", "s1") + "somequery"
+    key = session_prefix(admin.tenant_id, "a1", "u1", "s1") + "somequery"
     runtime.cache.set(key, b"stale context", 60)
 
     accepted = compress.request_rebuild(runtime, admin, "s1", RebuildRequest(strategy=strategy, target_tokens=300))

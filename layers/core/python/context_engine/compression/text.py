@@ -44,7 +44,8 @@ def sentences(text: str) -> list[str]:
 
 
 def terms(text: str) -> list[str]:
-    return [w for w in (m.lower() for m in _WORD.findall(text)) if w not in STOPWORDS and len(w) > 1]
+    # Numbers count whatever their length: "day 3" and "day 4" are different facts.
+    return [w for w in (m.lower() for m in _WORD.findall(text)) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
 
 
 def idf(documents: Iterable[Iterable[str]]) -> dict[str, float]:

@@ -36,6 +36,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Context Engine serving on {url}  (data dir: {Path(rt.settings.data_dir).resolve()})", flush=True)
     if key:
         print(f"Dev tenant 'dev' admin key (shown once, keep it): {key}", flush=True)
+    from context_engine.pipeline.local import LocalDispatcher
+
+    dispatcher = LocalDispatcher(rt).start()  # events → queues → consumers, workflows on moto, the relay
     thread = start_background(server)
     if args.demo:
         from context_engine.local.demo import run_demo
@@ -47,6 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("stopping", flush=True)
     finally:
         server.shutdown()
+        dispatcher.stop()
         rt.db.close()
     return 0
 
@@ -75,6 +79,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invoke(args: argparse.Namespace) -> int:
+    _local_env(args.data_dir)
+    from context_engine.pipeline.invoke import invoke
+
+    return invoke(args.function, Path(args.event))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="context-engine", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -99,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--url", default="http://127.0.0.1:8080")
     d.add_argument("--key", default=None)
     d.set_defaults(fn=cmd_demo)
+
+    i = sub.add_parser("invoke", help="run one function's handler locally on an event file (events/samples/)")
+    i.add_argument("function", help="a function of wiring.FUNCTIONS, e.g. write, index, compress, rebuild, relay")
+    i.add_argument("event", help="the event JSON, e.g. events/samples/sqs/index_turn_written.json")
+    i.add_argument("--data-dir", default=None)
+    i.set_defaults(fn=cmd_invoke)
     return p
 
 

@@ -25,6 +25,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel
 
+from context_engine.cache.keys import session_prefix
 from context_engine.compression.models import (
     DEFAULT_KEEP_HEAD,
     DEFAULT_KEEP_TAIL,
@@ -49,7 +50,7 @@ from context_engine.pipeline.settings import get_pipeline_settings
 from context_engine.repos import agents, jobs, outbox, sessions
 from context_engine.runtime import Runtime
 from context_engine.services.authz import Action, require
-from context_engine.services.turns import load_session, session_cache_prefix
+from context_engine.services.turns import load_session
 
 log = logging.getLogger(__name__)
 
@@ -332,8 +333,7 @@ def store_summary(rt: Runtime, plan: Plan) -> dict[str, Any]:
 def invalidate_cache(rt: Runtime, plan: Plan) -> dict[str, Any]:
     """Cache keys carry the window version, so the bump already makes old entries unreachable;
     deleting the session's prefix frees them now rather than at their TTL."""
-    deleted = rt.cache.delete_prefix(session_cache_prefix(plan.tenant_id, plan.agent_id, plan.user_id,
-                                                          plan.session_id))
+    deleted = rt.cache.delete_prefix(session_prefix(plan.tenant_id, plan.agent_id, plan.user_id, plan.session_id))
     return {"deleted": deleted}
 
 
