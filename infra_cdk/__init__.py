@@ -1,0 +1,1 @@
+"""The AWS deployment of Context Engine, defined in CDK (see docs/deploy.md)."""
