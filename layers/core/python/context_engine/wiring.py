@@ -53,6 +53,18 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                      timeout_s=30),
         FunctionSpec("relay", "Scheduled outbox relay: republishes events not marked published",
                      timeout_s=60, needs_events=True),
+        # --- audit and governance (docs/governance.md) ---------------------------------------
+        FunctionSpec("audit", "Audit appender: seals each tenant's pending audit intake into its hash chain",
+                     timeout_s=120),
+        # HTTP (audit, GDPR, tenant settings), export/erase jobs from its queue, the scheduled
+        # retention run. Erase rebuilds summaries (Bedrock) and announces UserErased.
+        FunctionSpec("governance", "Audit query/verify, GDPR export and erase jobs, tenant settings, retention",
+                     memory_mb=1024, timeout_s=300, needs_events=True, needs_cache=True, needs_bedrock=True),
+        # --- sandbox (docs/sandbox.md) ---------------------------------------------------------
+        # The /v1/sandbox routes and the tasks of the sandbox_run workflow (mark running, collect
+        # the result, record a failure); the sandbox construct adds its S3 and Step Functions grants.
+        FunctionSpec("sandbox", "Sandbox runs: start and read runs, tasks of the sandbox_run workflow",
+                     timeout_s=30, needs_events=True),
     ]
 }
 
@@ -76,6 +88,14 @@ HTTP_ROUTES: dict[str, str] = {
     "GET /v1/jobs/{job_id}": "query",
     "GET /v1/health": "query",
     "GET /v1/openapi.json": "query",
+    "GET /v1/audit": "governance",
+    "GET /v1/audit/verify": "governance",
+    "POST /v1/users/{user_id}/export": "governance",
+    "DELETE /v1/users/{user_id}": "governance",
+    "GET /v1/tenant": "governance",
+    "PUT /v1/tenant": "governance",
+    "POST /v1/sandbox/runs": "sandbox",
+    "GET /v1/sandbox/runs/{run_id}": "sandbox",
 }
 
 # Routes that need no API key (the authorizer is not attached to them).
@@ -175,6 +195,10 @@ WORKFLOWS: dict[str, WorkflowSpec] = {
     for w in [
         WorkflowSpec("rebuild_context", "statemachines/rebuild_context.asl.json",
                      substitutions={"RebuildFunctionArn": "rebuild"}, started_by=("compress",), timeout_s=900),
+        # The Fargate cluster, task definition and network come from the MarkRunning task (the
+        # sandbox function's configuration), so the file needs only the function's ARN.
+        WorkflowSpec("sandbox_run", "statemachines/sandbox_run.asl.json",
+                     substitutions={"SandboxFunctionArn": "sandbox"}, started_by=("sandbox",), timeout_s=1800),
     ]
 }
 
@@ -182,6 +206,10 @@ SCHEDULES: dict[str, ScheduleSpec] = {
     s.name: s
     for s in [
         ScheduleSpec("outbox_relay", function="relay", rate_minutes=1, local_interval_s=5.0),
+        # Access and request records wait in the audit intake until appended.
+        ScheduleSpec("audit_append", function="audit", rate_minutes=1, local_interval_s=2.0),
+        # Retention purges and resuming governance jobs whose runner died.
+        ScheduleSpec("governance", function="governance", rate_minutes=60, local_interval_s=300.0),
     ]
 }
 

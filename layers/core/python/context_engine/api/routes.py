@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -14,6 +15,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 
 from context_engine import __version__
 from context_engine.api.context import json_response, principal_of
+from context_engine.audit.http import audited
+from context_engine.audit.models import AuditFilter, AuditPage, VerifyReport
+from context_engine.governance.models import GovernanceJobAccepted, PutTenantRequest, TenantSettings
 from context_engine.models.api import (
     AgentResponse,
     CreateMemoryRequest,
@@ -25,6 +29,9 @@ from context_engine.models.api import (
     QueryContextResponse,
     RebuildRequest,
     RegisterToolChainRequest,
+    SandboxRunAccepted,
+    SandboxRunRequest,
+    SandboxRunResponse,
     SearchMemoriesRequest,
     SearchMemoriesResponse,
     SessionInfo,
@@ -36,7 +43,8 @@ from context_engine.models.api import (
 )
 from context_engine.models.domain import Job, Memory, Principal, ToolCall
 from context_engine.runtime import get_runtime
-from context_engine.services import agents, compress, context, jobs, memories, tools, turns
+from context_engine.services import agents, audit, compress, context, governance, jobs, memories, tenants, tools, turns
+from context_engine.services import sandbox as sandbox_runs
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,9 @@ REGISTRY: list[RouteDef] = []
 
 def route(method: str, path: str, summary: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
-        REGISTRY.append(RouteDef(method, path, view, summary))
+        # Every mutating call and every read of private data leaves an audit record (audit.http).
+        wrapped = audited(f"{method} {path}", view, caller=lambda: _caller(), current_event=_current_event)
+        REGISTRY.append(RouteDef(method, path, wrapped, summary))
         return view
 
     return register
@@ -73,6 +83,16 @@ current_app: ContextVar[APIGatewayHttpResolver] = ContextVar("current_app")
 
 def _caller() -> Principal:
     return principal_of(current_app.get())
+
+
+def _current_event() -> Any:
+    app = current_app.get(None)
+    return app.current_event if app is not None else None
+
+
+def _request_id() -> str | None:
+    event = _current_event()
+    return event.request_context.request_id if event is not None else None
 
 
 IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", max_length=200)]
@@ -170,6 +190,67 @@ def rebuild_context(session_id: str, body: RebuildRequest) -> Response[JobAccept
 @route("GET", "/v1/jobs/{job_id}", "Job status")
 def get_job(job_id: UUID) -> Response[Job]:
     return json_response(jobs.get_job(get_runtime(), _caller(), job_id))
+
+
+# --- audit and governance -------------------------------------------------------------
+AuditText = Annotated[str | None, Query(min_length=1, max_length=256)]
+
+
+@route("GET", "/v1/audit", "Audit records (auditor, admin), filtered and paged by cursor")
+def query_audit(
+    actor: AuditText = None,
+    action: AuditText = None,
+    resource_type: AuditText = None,
+    resource_id: AuditText = None,
+    user_id: AuditText = None,
+    since: Annotated[datetime | None, Query(description="occurred_at >= since (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="occurred_at < until (ISO 8601)")] = None,
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Response[AuditPage]:
+    f = AuditFilter(actor=actor, action=action, resource_type=resource_type, resource_id=resource_id,
+                    user_id=user_id, since=since, until=until)
+    return json_response(audit.query(get_runtime(), _caller(), f, cursor=cursor, limit=limit,
+                                     newest_first=order == "desc"))
+
+
+@route("GET", "/v1/audit/verify", "Recompute the audit hash chain; names the first broken link")
+def verify_audit() -> Response[VerifyReport]:
+    return json_response(audit.verify(get_runtime(), _caller()))
+
+
+@route("POST", "/v1/users/{user_id}/export", "GDPR export of everything about one user (a job)")
+def export_user(user_id: str) -> Response[GovernanceJobAccepted]:
+    return json_response(governance.request_export(get_runtime(), _caller(), _id(user_id, "user_id"),
+                                                   request_id=_request_id()), 202)
+
+
+@route("DELETE", "/v1/users/{user_id}", "GDPR erase of one user: database, search index, cache (a job)")
+def erase_user(user_id: str) -> Response[GovernanceJobAccepted]:
+    return json_response(governance.request_erase(get_runtime(), _caller(), _id(user_id, "user_id"),
+                                                  request_id=_request_id()), 202)
+
+
+@route("GET", "/v1/tenant", "The tenant's classification, privacy policy and retention (admin, auditor)")
+def get_tenant() -> Response[TenantSettings]:
+    return json_response(tenants.get_settings(get_runtime(), _caller()))
+
+
+@route("PUT", "/v1/tenant", "Set the tenant's classification, privacy policy and retention (admin)")
+def put_tenant(body: PutTenantRequest) -> Response[TenantSettings]:
+    return json_response(tenants.put_settings(get_runtime(), _caller(), body))
+
+
+# --- sandbox -----------------------------------------------------------------------
+@route("POST", "/v1/sandbox/runs", "Run code in the sandbox (asynchronously; poll the run)")
+def start_sandbox_run(body: SandboxRunRequest) -> Response[SandboxRunAccepted]:
+    return json_response(sandbox_runs.start_run(get_runtime(), _caller(), body), 202)
+
+
+@route("GET", "/v1/sandbox/runs/{run_id}", "A sandbox run: status, and output once finished")
+def get_sandbox_run(run_id: UUID) -> Response[SandboxRunResponse]:
+    return json_response(sandbox_runs.get_run(get_runtime(), _caller(), run_id))
 
 
 # --- meta --------------------------------------------------------------------------

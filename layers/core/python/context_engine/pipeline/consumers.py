@@ -4,9 +4,8 @@
   contexts of the agent's model calls ahead of the next query (``services.prepare``).
 - compress: the threshold check on TurnWritten, a rebuild when a summarised turn is deleted,
   and starting the rebuild_context workflow for ContextRebuildRequested.
-- audit_intake: takes every domain event in exactly once and counts it by type (the
-  hash-chained audit log is fed by the audit function; this intake records that the
-  pipeline delivered each event, idempotently).
+- audit_intake: takes every domain event into the audit intake exactly once
+  (``services.audit.ingest_event``) and appends the tenant's intake to its hash chain.
 """
 
 from __future__ import annotations
@@ -89,12 +88,20 @@ def start_rebuild(rt: Runtime, event: ContextRebuildRequested) -> str | None:
 
 # --- audit intake -------------------------------------------------------------------
 def handle_audit_intake(d: Delivery) -> None:
+    from context_engine.services import audit
+
     with d.once() as conn:
         if conn is None:
             return
+        # Into the audit intake in the claim's transaction: taken in exactly once.
+        audit.ingest_event(conn, d.envelope)
         log.info("domain event received", extra={"event_id": str(d.envelope.event_id),
                                                   "detail_type": d.detail_type, "tenant_id": d.tenant_id})
     metrics.add_metric(name=f"Audit{d.detail_type}", unit=MetricUnit.Count, value=1)
+    try:  # seal it into the chain now; if this fails, the scheduled audit appender does it
+        audit.append_pending(d.rt, d.tenant_id)
+    except Exception:
+        log.exception("audit append after intake failed", extra={"tenant_id": d.tenant_id})
 
 
 CONSUMERS = {"index": handle_index, "compress": handle_compress, "audit_intake": handle_audit_intake}

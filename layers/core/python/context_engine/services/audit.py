@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
 from context_engine.audit import store
@@ -85,6 +86,11 @@ def append_all_pending(rt: Runtime, *, max_tenants: int = 1000) -> dict[str, int
             appended[tenant] = append_pending(rt, tenant)
         except Exception:
             log.exception("audit append failed", extra={"tenant_id": tenant})
+    from context_engine.observability.powertools import metrics
+
+    metrics.add_metric(name="AuditRecordsAppended", unit=MetricUnit.Count, value=sum(appended.values()))
+    if len(appended) < len(tenants):
+        metrics.add_metric(name="AuditAppendFailures", unit=MetricUnit.Count, value=len(tenants) - len(appended))
     return appended
 
 

@@ -16,6 +16,7 @@ from context_engine.models.api import (
 from context_engine.models.domain import Memory, Principal
 from context_engine.repos import memories, outbox
 from context_engine.runtime import Runtime
+from context_engine.services import tenants
 from context_engine.services.authz import Action, require, require_agent
 from context_engine.text.tokens import count_tokens
 
@@ -39,11 +40,13 @@ def create(rt: Runtime, principal: Principal, req: CreateMemoryRequest) -> Memor
         raise too_large("metadata", rt.settings.max_metadata_bytes, len(json.dumps(req.metadata, default=str)), "bytes")
     tenant = principal.tenant_id
     with rt.db.tenant(tenant) as conn:
+        # The tenant's privacy policy runs before the memory is stored, counted or indexed.
+        content = tenants.protect(rt, conn, tenant, {"content": req.content}).texts["content"]
         memory = memories.insert(
             conn, tenant, memory_id=uuid4(), agent_id=req.agent_id,
             user_id=req.user_id if req.visibility == "private" else req.user_id,
-            visibility=req.visibility, content=req.content, importance=req.importance,
-            source_turn_ids=req.source_turn_ids, metadata=req.metadata, token_count=count_tokens(req.content))
+            visibility=req.visibility, content=content, importance=req.importance,
+            source_turn_ids=req.source_turn_ids, metadata=req.metadata, token_count=count_tokens(content))
         event = EventEnvelope(detail_type=MEMORY_WRITTEN, tenant_id=tenant, detail={
             "memory_id": str(memory.id), "agent_id": memory.agent_id, "user_id": memory.user_id,
             "visibility": memory.visibility})

@@ -20,6 +20,7 @@ from context_engine.models.domain import Principal, Session
 from context_engine.repos import idempotency, outbox, sessions, turns
 from context_engine.runtime import Runtime
 from context_engine.search.text import turn_search_text
+from context_engine.services import tenants
 from context_engine.services.authz import Action, require, require_agent
 from context_engine.text.tokens import count_tokens
 
@@ -59,8 +60,6 @@ def write_turn(
     require_agent(principal, req.agent_id)
     check_turn_limits(rt, req)
     tenant = principal.tenant_id
-    question, answer = req.question, req.answer
-    token_count = count_tokens(question) + count_tokens(answer)
     occurred_at = req.occurred_at or datetime.now(UTC)
     event = EventEnvelope(detail_type=TURN_WRITTEN, tenant_id=tenant)
     with rt.db.tenant(tenant) as conn:
@@ -78,6 +77,10 @@ def write_turn(
                 raise NotFound("session not found", details={"session_id": session_id})
             raise Conflict("session belongs to another agent or user",
                            details=[{"loc": ["body", "agent_id"]}, {"loc": ["body", "user_id"]}])
+        # The tenant's privacy policy runs before anything is stored, counted or indexed.
+        protected = tenants.protect(rt, conn, tenant, {"question": req.question, "answer": req.answer})
+        question, answer = protected.texts["question"], protected.texts["answer"]
+        token_count = count_tokens(question) + count_tokens(answer)
         seq = sessions.advance(conn, tenant, session_id, token_count)
         turn = turns.insert(
             conn, tenant, turn_id=uuid4(), session_id=session_id, agent_id=req.agent_id, user_id=req.user_id,

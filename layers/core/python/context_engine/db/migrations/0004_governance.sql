@@ -132,6 +132,24 @@ $$;
 revoke all on function ce_audit_pending_tenants(integer) from public;
 grant execute on function ce_audit_pending_tenants(integer) to ce_app;
 
+-- Governance jobs (export, erase) that need running again: queued or running but untouched
+-- for p_stale_s (the runner died), or failed erasures (an erasure must finish). Any tenant:
+-- the scheduled governance run resumes them.
+create or replace function ce_governance_jobs_to_resume(p_stale_s integer, p_limit integer)
+  returns table (tenant_id text, job_id uuid, kind text)
+  language sql stable security definer set search_path = public as $$
+    select j.tenant_id, j.id, j.kind from jobs j
+     where j.kind in ('export', 'erase')
+       and ((j.status in ('queued', 'running') and j.updated_at < now() - make_interval(secs => p_stale_s))
+            or (j.kind = 'erase' and j.status = 'failed'
+                and j.updated_at < now() - make_interval(secs => p_stale_s)
+                and coalesce((j.result->'extra'->>'attempts')::integer, 0) < 20))
+     order by j.updated_at
+     limit least(greatest(p_limit, 1), 1000)
+$$;
+revoke all on function ce_governance_jobs_to_resume(integer, integer) from public;
+grant execute on function ce_governance_jobs_to_resume(integer, integer) to ce_app;
+
 -- Per-tenant salt of the privacy "hash" action's key (the key itself is derived from a
 -- master secret kept outside the database; see context_engine/governance/keys.py).
 -- gen_random_uuid() draws from the server's strong random source; 16 bytes of it.
@@ -147,3 +165,5 @@ create index tool_calls_user_only on tool_calls (tenant_id, user_id);
 create index memories_user_only on memories (tenant_id, user_id);
 -- Export and erase find governance jobs by their subject.
 create index jobs_subject on jobs (tenant_id, kind, (resource->>'user_id'));
+-- ... and the scheduled run finds unfinished governance jobs without scanning every job.
+create index jobs_governance_unfinished on jobs (updated_at) where kind in ('export', 'erase') and status <> 'succeeded';
