@@ -147,9 +147,11 @@ class DatabaseAdmin(Construct):
             environment={"OWNER_SECRET_ARN": data.owner_secret.secret_arn},
         )
         data.owner_secret.grant_read(rotate_role)
-        data.app_secret.add_rotation_schedule(
+        schedule = data.app_secret.add_rotation_schedule(
             "Rotation", rotation_lambda=self.rotate_function, automatically_after=Duration.days(30)
         )
+        # The first rotation (right after creation) needs the ce_app role the migrations create.
+        schedule.node.add_dependency(self.migrations)
 
     def _function(
         self,

@@ -79,37 +79,70 @@ def read(secrets: Any, arn: str, **kw: Any) -> dict[str, Any]:
     return json.loads(secrets.get_secret_value(SecretId=arn, **kw)["SecretString"])  # type: ignore[no-any-return]
 
 
-def test_migration_event_migrates_sets_the_app_password_and_points_the_secret_at_the_proxy(
-    secrets: Any, arns: dict[str, str], pg_owner_dsn: str
+def migration_event(arns: dict[str, str], request: str = "Create") -> dict[str, Any]:
+    props = {
+        "OwnerSecretArn": arns["owner"],
+        "AppSecretArn": arns["app"],
+        "ProxyEndpoint": "proxy.internal",
+        "Port": "5432",
+        "DatabaseName": arns["dbname"],
+        "EmbeddingDim": "384",
+    }
+    return {"RequestType": request, "PhysicalResourceId": "context-engine-schema", "ResourceProperties": props}
+
+
+def refuse_logins(*_args: Any) -> None:
+    """The embedded server trusts local logins; this stands in for a role without a password."""
+    raise psycopg.OperationalError("password authentication failed")
+
+
+def test_first_migration_event_sets_the_app_password_and_points_the_secret_at_the_proxy(
+    secrets: Any, arns: dict[str, str], pg_owner_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     migrate = load("migrate")
-    event = {
-        "RequestType": "Create",
-        "ResourceProperties": {
-            "OwnerSecretArn": arns["owner"],
-            "AppSecretArn": arns["app"],
-            "ProxyEndpoint": "proxy.internal",
-            "Port": "5432",
-            "DatabaseName": arns["dbname"],
-            "EmbeddingDim": "384",
-        },
-    }
-    before = read(secrets, arns["app"])
+    monkeypatch.setattr(migrate, "can_login", refuse_logins)
+    before_secret, before_hash = read(secrets, arns["app"]), app_password_hash(pg_owner_dsn)
 
-    result = migrate.on_event(event, None)
+    result = migrate.on_event(migration_event(arns), None)
 
     assert result["PhysicalResourceId"] == migrate.PHYSICAL_ID
     assert result["Data"]["Applied"] == "none"  # the session fixture migrated already: idempotent
+    assert app_password_hash(pg_owner_dsn) not in (None, before_hash)
     after = read(secrets, arns["app"])
-    assert after == {**before, "host": "proxy.internal", "port": 5432, "dbname": arns["dbname"]}
-    assert app_password_hash(pg_owner_dsn)  # a password is set on the role now
+    assert after == {**before_secret, "host": "proxy.internal", "port": 5432, "dbname": arns["dbname"]}
 
+
+def test_a_working_app_login_is_left_alone_and_nothing_is_rewritten(
+    secrets: Any, arns: dict[str, str], pg_owner_dsn: str
+) -> None:
+    migrate = load("migrate")
+    migrate.on_event(migration_event(arns), None)  # completes the secret
     versions = len(secrets.list_secret_version_ids(SecretId=arns["app"])["Versions"])
-    migrate.on_event({**event, "RequestType": "Update", "PhysicalResourceId": migrate.PHYSICAL_ID}, None)
-    assert len(secrets.list_secret_version_ids(SecretId=arns["app"])["Versions"]) == versions  # unchanged
+    before_hash = app_password_hash(pg_owner_dsn)
 
+    migrate.on_event(migration_event(arns, "Update"), None)
+
+    assert app_password_hash(pg_owner_dsn) == before_hash  # no ALTER ROLE: a rotation may be in flight
+    assert len(secrets.list_secret_version_ids(SecretId=arns["app"])["Versions"]) == versions
     deleted = migrate.on_event({"RequestType": "Delete", "PhysicalResourceId": "x", "ResourceProperties": {}}, None)
     assert deleted == {"PhysicalResourceId": "x"}
+
+
+def test_owner_connection_failures_are_retried_with_a_fresh_secret(
+    secrets: Any, arns: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate = load("migrate")
+    real_migrate, calls, pauses = migrate.migrate, [], []
+
+    def flaky(dsn: str, **kw: Any) -> list[str]:
+        calls.append(dsn)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("password authentication failed for user")
+        return list(real_migrate(dsn, **kw))
+
+    monkeypatch.setattr(migrate, "migrate", flaky)
+    migrate.on_event(migration_event(arns), None, sleep=pauses.append)
+    assert len(calls) == 2 and pauses == [migrate.RETRY_DELAY_S]
 
 
 def test_rotation_steps_change_the_password_and_promote_the_new_version(
