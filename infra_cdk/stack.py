@@ -28,6 +28,7 @@ from infra_cdk.constructs.functions import Functions
 from infra_cdk.constructs.layer import CoreLayer
 from infra_cdk.constructs.network import Network
 from infra_cdk.constructs.observability import Observability
+from infra_cdk.constructs.pipeline import Pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AUTHORIZER = "authorizer"
@@ -105,6 +106,7 @@ class ContextEngineStack(Stack):
             observability=self.observability,
         )
         # --- constructs that plug in: one line each, e.g. Pipeline(self, "Pipeline", shared=self.shared) ---
+        self.pipeline = Pipeline(self, "Pipeline", shared=self.shared)
 
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the HTTP API")
         CfnOutput(self, "EventBusName", value=self.bus.bus.event_bus_name)
