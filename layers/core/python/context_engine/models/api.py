@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from context_engine.models.domain import (
     AgentProfile,
@@ -22,6 +22,14 @@ from context_engine.models.domain import (
     ToolCall,
     ToolStatus,
     Turn,
+)
+from context_engine.sandbox.models import (
+    MAX_CODE_BYTES,
+    MAX_MEMORY_MB,
+    MAX_OUTPUT_KB,
+    MAX_STDIN_BYTES,
+    MAX_TIMEOUT_S,
+    MIN_MEMORY_MB,
 )
 
 
@@ -180,6 +188,70 @@ class JobAccepted(BaseModel):
 
 class JobResponse(Job):
     pass
+
+
+# --- sandbox -----------------------------------------------------------------------
+SandboxRunStatus = Literal["queued", "running", "succeeded", "failed", "timed_out"]
+
+
+class SandboxLimitsRequest(StrictBody):
+    """Per-run limits. Each is capped by the sandbox's hard maximum (checked here) and by the
+    tenant's maximum (checked by the core); above either the answer is 422 naming the field.
+    Omitted: the sandbox default, or the tenant's maximum when that is lower."""
+
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, description="wall-clock limit, seconds")
+    memory_mb: int | None = Field(default=None, ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB, description="address space")
+    output_kb: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_KB, description="cap per stream")
+
+
+class SandboxRunRequest(StrictBody):
+    language: Literal["python"] = "python"
+    code: str = Field(min_length=1, description=f"At most {MAX_CODE_BYTES} bytes of UTF-8 (413 above).")
+    stdin: str | None = Field(default=None, description=f"At most {MAX_STDIN_BYTES} bytes of UTF-8 (413 above).")
+    session_id: str | None = Field(default=None, min_length=1, max_length=128)
+    call_id: str | None = Field(
+        default=None, min_length=1, max_length=128,
+        description="A tool call of session_id; the run's result becomes its result.",
+    )
+    limits: SandboxLimitsRequest = Field(default_factory=SandboxLimitsRequest)
+
+    @field_validator("call_id")
+    @classmethod
+    def _call_needs_session(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not info.data.get("session_id"):
+            raise ValueError("call_id needs the session_id of its session")
+        return value
+
+
+class SandboxRunAccepted(BaseModel):
+    run_id: UUID
+    status: SandboxRunStatus
+
+
+class SandboxRunLimits(BaseModel):
+    timeout_s: float
+    memory_mb: int
+    output_kb: int
+
+
+class SandboxRunResponse(BaseModel):
+    run_id: UUID
+    status: SandboxRunStatus
+    language: str
+    session_id: str | None = None
+    call_id: str | None = None
+    limits: SandboxRunLimits
+    stdout: str | None = Field(default=None, description="null until the run ends")
+    stderr: str | None = None
+    exit_code: int | None = Field(default=None, description="null when the code did not exit by itself")
+    duration_ms: float | None = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    reason: str | None = Field(default=None, description="why a run failed or timed out")
+    isolation: str | None = Field(default=None, description="bwrap, seccomp or container")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 class DeletedResponse(BaseModel):
