@@ -34,6 +34,10 @@ def actions(statement: dict[str, Any]) -> list[str]:
     return [action] if isinstance(action, str) else list(action)
 
 
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
 def granted(synth: Any, name: str, action: str) -> list[Any]:
     """Resources on which the function's role is allowed ``action`` (exact or by service wildcard)."""
     service = action.split(":")[0]
@@ -89,11 +93,15 @@ def test_the_write_function_can_put_events_and_the_query_function_cannot(synth: 
         assert bool(granted(synth, name, "events:PutEvents")) == spec.needs_events, name
 
 
-def test_secret_read_only_for_needs_db_and_only_the_app_secret(synth: Any) -> None:
-    app_secret = {"Ref": synth.logical_id(synth.stack.data.app_secret)}
+def test_app_secret_read_only_for_needs_db_and_never_the_owner_or_cache_secret(synth: Any) -> None:
+    """Constructs that plug in may grant secrets of their own; these three are the stack's."""
+    data = synth.stack.data
+    app_secret = {"Ref": synth.logical_id(data.app_secret)}
+    never = [{"Ref": synth.logical_id(data.owner_secret)}, {"Ref": synth.logical_id(data.cache_secret)}]
     for name, spec in FUNCTIONS.items():
-        resources = granted(synth, name, "secretsmanager:GetSecretValue")
-        assert resources == ([app_secret] if spec.needs_db else []), name
+        resources = [r for res in granted(synth, name, "secretsmanager:GetSecretValue") for r in as_list(res)]
+        assert (app_secret in resources) == spec.needs_db, name
+        assert not [r for r in resources if r in never], name
 
 
 def test_bedrock_only_for_needs_bedrock_and_only_named_models(synth: Any) -> None:

@@ -9,20 +9,38 @@ import pytest
 
 pytestmark = pytest.mark.infra
 
-# The only actions AWS offers no resource scoping for, and what needs them.
-WILDCARD_RESOURCE_ALLOWED = {
-    # Lambda attaches a VPC function through ENIs created with the execution role.
-    "ec2:CreateNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSubnets",
-    "ec2:DeleteNetworkInterface",
-    "ec2:AssignPrivateIpAddresses",
-    "ec2:UnassignPrivateIpAddresses",
-    # Active tracing.
-    "xray:PutTraceSegments",
-    "xray:PutTelemetryRecords",
-    # Secrets Manager rotation (RotationSchedule grants it to the ce_app rotation function).
-    "secretsmanager:GetRandomPassword",
+# The only actions AWS offers no resource scoping for, per service that assumes the role.
+WILDCARD_RESOURCE_ALLOWED: dict[str, set[str]] = {
+    "lambda.amazonaws.com": {
+        # Lambda attaches a VPC function through ENIs created with the execution role.
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+        # Active tracing.
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        # Secrets Manager rotation (RotationSchedule grants it to the ce_app rotation function).
+        "secretsmanager:GetRandomPassword",
+    },
+    "states.amazonaws.com": {
+        # Step Functions logging to CloudWatch Logs goes through log deliveries (AWS documents "*").
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+        # Tracing.
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+    },
 }
 
 
@@ -55,6 +73,21 @@ def test_no_statement_allows_every_action(synth: Any) -> None:
     assert offenders == []
 
 
+def assumed_by(synth: Any, policy_logical_id: str) -> set[str]:
+    """Services that assume the role(s) a policy belongs to."""
+    resource = synth.resources[policy_logical_id]
+    roles = (
+        [r["Ref"] for r in resource["Properties"].get("Roles", [])]
+        if resource["Type"] != "AWS::IAM::Role"
+        else [policy_logical_id]
+    )
+    services: set[str] = set()
+    for role in roles:
+        for statement in synth.resources[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+            services.update(as_list(statement.get("Principal", {}).get("Service", [])))
+    return services
+
+
 def test_wildcard_resources_only_where_aws_requires_them(synth: Any) -> None:
     wildcard_actions: dict[str, set[str]] = {}
     for lid, statement in identity_statements(synth):
@@ -62,7 +95,9 @@ def test_wildcard_resources_only_where_aws_requires_them(synth: Any) -> None:
             wildcard_actions.setdefault(lid, set()).update(as_list(statement["Action"]))
     assert wildcard_actions, "expected the ENI and X-Ray statements at least"
     for lid, granted in wildcard_actions.items():
-        assert granted <= WILDCARD_RESOURCE_ALLOWED, (lid, granted - WILDCARD_RESOURCE_ALLOWED)
+        services = assumed_by(synth, lid)
+        allowed = set().union(*(WILDCARD_RESOURCE_ALLOWED.get(s, set()) for s in services))
+        assert granted <= allowed, (lid, services, granted - allowed)
 
 
 def test_no_security_group_admits_the_internet(synth: Any) -> None:
