@@ -25,6 +25,7 @@ from infra_cdk.constructs.bus import EventBus
 from infra_cdk.constructs.data import Data
 from infra_cdk.constructs.db_admin import DatabaseAdmin
 from infra_cdk.constructs.functions import Functions
+from infra_cdk.constructs.governance import Governance
 from infra_cdk.constructs.layer import CoreLayer
 from infra_cdk.constructs.network import Network
 from infra_cdk.constructs.observability import Observability
@@ -107,6 +108,7 @@ class ContextEngineStack(Stack):
         )
         # --- constructs that plug in: one line each, e.g. Pipeline(self, "Pipeline", shared=self.shared) ---
         self.pipeline = Pipeline(self, "Pipeline", shared=self.shared)
+        self.governance = Governance(self, "Governance", shared=self.shared)
 
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the HTTP API")
         CfnOutput(self, "EventBusName", value=self.bus.bus.event_bus_name)
