@@ -154,3 +154,12 @@ def test_logs_carry_no_content_keys_or_secrets(api, keys, caplog) -> None:  # ty
     assert "privacy policy applied" in captured, "our DEBUG records were not captured: the test would prove nothing"
     for secret in (PII_EMAIL, "4111 1111", admin_key, "Mail "):
         assert secret not in captured, f"{secret[:8]}... leaked into logs"
+
+
+def test_async_commit_access_records_are_recorded_too(api, keys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from context_engine.governance.settings import get_governance_settings
+
+    monkeypatch.setenv("CONTEXT_ENGINE_AUDIT_ACCESS_COMMIT", "async")
+    get_governance_settings.cache_clear()
+    assert api("GET", "/v1/sessions/s1/turns", key=keys["reader"][1])[0] == 404
+    assert ("turns.list", keys["reader"][0]) in {(r["action"], r["actor"]) for r in audit_log(api)}

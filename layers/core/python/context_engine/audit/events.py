@@ -66,7 +66,8 @@ def _scalar_details(detail: dict[str, Any]) -> dict[str, Any]:
 def entry_for_event(envelope: EventEnvelope) -> AuditEntry:
     detail = envelope.detail
     resource_type, resource_id = _resource(envelope.detail_type, detail)
-    actor = detail.get("actor") if isinstance(detail.get("actor"), dict) else {}
+    raw_actor = detail.get("actor")
+    actor: dict[str, Any] = raw_actor if isinstance(raw_actor, dict) else {}
     return AuditEntry(
         id=str(envelope.event_id),
         occurred_at=envelope.time,

@@ -77,7 +77,8 @@ def build_document(conn: Conn, tenant_id: str, user_id: str, *, job_id: UUID) ->
 
     own = set(session_ids)
     by_session: dict[str, dict[str, list[dict[str, Any]]]] = {sid: {"turns": [], "tool_calls": []} for sid in own}
-    other_turns, other_calls = [], []
+    other_turns: list[dict[str, Any]] = []
+    other_calls: list[dict[str, Any]] = []
     for t in turns:
         (by_session[t["session_id"]]["turns"] if t["session_id"] in own else other_turns).append(t)
     for c in calls:

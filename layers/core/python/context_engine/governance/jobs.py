@@ -54,6 +54,17 @@ def fail(rt: Runtime, tenant_id: str, job_id: UUID, step_error: dict[str, Any]) 
             [json.dumps(step_error), tenant_id, job_id])
 
 
+def error_summary(exc: BaseException) -> dict[str, Any]:
+    """What is safe to log or store about a failure in code that handles turn content: the class
+    and, for database errors, the SQLSTATE — never the message or traceback (a PostgreSQL error's
+    DETAIL can quote the failing row)."""
+    summary: dict[str, Any] = {"type": type(exc).__name__}
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        summary["sqlstate"] = sqlstate
+    return summary
+
+
 Runner = Callable[[Runtime, str, UUID], Any]
 
 
@@ -80,9 +91,9 @@ def submit(rt: Runtime, gov: GovernanceSettings, tenant_id: str, job_id: UUID, r
         with _lock:
             _futures.add(future)
         future.add_done_callback(lambda f: _futures.discard(f))
-    except Exception:
-        log.exception("governance job not started; the schedule will resume it",
-                      extra={"tenant_id": tenant_id, "job_id": str(job_id)})
+    except Exception as exc:
+        log.error("governance job not started; the schedule will resume it",
+                  extra={"tenant_id": tenant_id, "job_id": str(job_id), "error": error_summary(exc)})
 
 
 def wait_local(timeout_s: float = 60.0) -> None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from context_engine.audit.models import SYSTEM_ACTOR, SYSTEM_ROLE, AuditEntry
 from context_engine.cache.keys import user_prefix
 from context_engine.governance.erase import agent_prefix
+from context_engine.governance.jobs import error_summary
 from context_engine.governance.settings import GovernanceSettings
 from context_engine.governance.summaries import drop_staged_summaries, rebuild_without
 from context_engine.runtime import Runtime
@@ -157,8 +158,8 @@ def purge_all(rt: Runtime, gov: GovernanceSettings, *, now: datetime | None = No
     for tenant in tenants:
         try:
             counts = purge_tenant(rt, tenant, gov, now=now).counts()
-        except Exception:
-            log.exception("retention purge failed", extra={"tenant_id": tenant})
+        except Exception as exc:
+            log.error("retention purge failed", extra={"tenant_id": tenant, "error": error_summary(exc)})
             continue
         if counts:
             results[tenant] = counts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,10 @@ class GovernanceSettings(BaseSettings):
     job_stale_s: int = Field(default=600, ge=30)
     # Rows deleted per transaction by erase and retention (bounded lock time and WAL bursts).
     delete_batch: int = Field(default=1000, ge=10, le=100_000)
+    # Access records of private reads: "durable" waits for the WAL flush at commit (≈3 ms on the
+    # embedded default); "async" uses synchronous_commit=off (≈0.3 ms) and may lose the last
+    # fraction of a second of access records if the database server itself crashes.
+    audit_access_commit: Literal["durable", "async"] = "durable"
     # Audit intake is appended every this many seconds by the local serve loop.
     local_audit_interval_s: float = Field(default=2.0, gt=0)
     local_retention_interval_s: float = Field(default=300.0, gt=0)

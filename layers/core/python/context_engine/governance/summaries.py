@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from datetime import UTC, datetime
+from typing import get_args
 
-from context_engine.compression.models import CompressionRequest, SourceTurn
+from context_engine.compression.models import CompressionRequest, SourceTurn, StrategyName
 from context_engine.compression.strategies import compress
 from context_engine.compression.summarizers import build_summarizer
 from context_engine.db.database import Conn
@@ -52,7 +53,7 @@ def rebuild_without(rt: Runtime, conn: Conn, tenant_id: str, session_id: str, re
             [json.dumps(stats), tenant_id, session_id],
         )
         return True
-    strategy = window["strategy"] if window["strategy"] in ("summarize", "truncate", "importance") else "summarize"
+    strategy: StrategyName = window["strategy"] if window["strategy"] in get_args(StrategyName) else "summarize"
     request = CompressionRequest(
         strategy=strategy, turns=[SourceTurn(**r) for r in rows],
         target_tokens=max(MIN_TARGET_TOKENS, int(window["summary_tokens"] or 0)))

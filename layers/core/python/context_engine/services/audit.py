@@ -44,9 +44,12 @@ log = logging.getLogger(__name__)
 MAX_APPEND_BATCHES = 200  # one call appends at most this many batches; the next call continues
 
 
-def record(rt: Runtime, tenant_id: str, entries: Sequence[AuditEntry]) -> int:
-    """Take entries into the intake in their own (small) transaction."""
+def record(rt: Runtime, tenant_id: str, entries: Sequence[AuditEntry], *, durable: bool = True) -> int:
+    """Take entries into the intake in their own (small) transaction. ``durable=False`` skips
+    waiting for the WAL flush at commit (see GovernanceSettings.audit_access_commit)."""
     with rt.db.tenant(tenant_id) as conn:
+        if not durable:
+            conn.execute("set local synchronous_commit = off")
         return store.add(conn, tenant_id, entries)
 
 

@@ -102,9 +102,10 @@ def run_job(rt: Runtime, tenant_id: str, job_id: UUID, *, after_step: erase.Step
         else:
             _run_export(rt, tenant_id, job, gov)
     except Exception as exc:
-        runner.fail(rt, tenant_id, job.id, {"code": "job_failed", "type": type(exc).__name__})
-        log.exception("governance job failed", extra={"tenant_id": tenant_id, "job_id": str(job_id),
-                                                      "kind": job.kind})
+        error = {"code": "job_failed", **runner.error_summary(exc)}
+        runner.fail(rt, tenant_id, job.id, error)
+        log.error("governance job failed", extra={"tenant_id": tenant_id, "job_id": str(job_id), "kind": job.kind,
+                                                  "error": error})
         raise
     with rt.db.tenant(tenant_id) as conn:
         return jobs.get(conn, tenant_id, job.id)
