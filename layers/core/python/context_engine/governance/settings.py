@@ -31,9 +31,6 @@ class GovernanceSettings(BaseSettings):
     # embedded default); "async" uses synchronous_commit=off (≈0.3 ms) and may lose the last
     # fraction of a second of access records if the database server itself crashes.
     audit_access_commit: Literal["durable", "async"] = "durable"
-    # Audit intake is appended every this many seconds by the local serve loop.
-    local_audit_interval_s: float = Field(default=2.0, gt=0)
-    local_retention_interval_s: float = Field(default=300.0, gt=0)
 
 
 @lru_cache(maxsize=1)
