@@ -30,6 +30,7 @@ from infra_cdk.constructs.layer import CoreLayer
 from infra_cdk.constructs.network import Network
 from infra_cdk.constructs.observability import Observability
 from infra_cdk.constructs.pipeline import Pipeline
+from infra_cdk.constructs.sandbox import Sandbox
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AUTHORIZER = "authorizer"
@@ -109,6 +110,8 @@ class ContextEngineStack(Stack):
         # --- constructs that plug in: one line each, e.g. Pipeline(self, "Pipeline", shared=self.shared) ---
         self.pipeline = Pipeline(self, "Pipeline", shared=self.shared)
         self.governance = Governance(self, "Governance", shared=self.shared)
+        self.sandbox = Sandbox(self, "Sandbox", shared=self.shared,
+                               state_machine=self.pipeline.state_machines["sandbox_run"])
 
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the HTTP API")
         CfnOutput(self, "EventBusName", value=self.bus.bus.event_bus_name)

@@ -8,14 +8,21 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from tests.integration.sandbox_api.conftest import principal, register_call, wait_for
 
-from context_engine.errors import Conflict, DependencyUnavailable, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+from context_engine.errors import (
+    Conflict,
+    DependencyUnavailable,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from context_engine.models.api import SandboxRunRequest, UpdateToolResultRequest
 from context_engine.models.domain import Role
 from context_engine.repos import tool_calls
 from context_engine.sandbox.models import MAX_CODE_BYTES, MAX_STDIN_BYTES, MAX_TIMEOUT_S
 from context_engine.services import sandbox, tools
-from tests.integration.sandbox_api.conftest import principal, register_call, wait_for
 
 
 def request(**body: Any) -> SandboxRunRequest:

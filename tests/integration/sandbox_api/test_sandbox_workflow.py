@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from moto.core.exceptions import JsonRESTError
 from moto.ecs.models import EC2ContainerServiceBackend
+from tests.integration.sandbox_api.conftest import register_call, state_names, wait_for
 
 from context_engine.events.models import SandboxRunFinished, ToolCallUpdated
 from context_engine.models.api import QueryContextRequest, SandboxRunRequest
 from context_engine.pipeline import ecs_local
 from context_engine.repos import tool_calls
 from context_engine.services import context, sandbox
-from tests.integration.sandbox_api.conftest import register_call, state_names, wait_for
 
 
 def start(rt: Any, who: Any, **body: Any) -> Any:

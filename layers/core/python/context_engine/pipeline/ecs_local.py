@@ -191,7 +191,7 @@ def _task_failure_event(state: Any, env: Any, error: str, cause: str) -> Any:
     name = (StatesErrorName(typ=StatesErrorNameType.from_name(error)) if error.startswith("States.")
             else CustomErrorName(error_name=error))
     return FailureEvent(env=env, error_name=name, event_type=HistoryEventType.TaskFailed,
-                        event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                        event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(  # type: ignore[typeddict-item]
                             resource=state._get_sfn_resource(), resourceType=state._get_sfn_resource_type(),
                             error=error, cause=cause)))
 
