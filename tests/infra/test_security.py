@@ -24,6 +24,12 @@ WILDCARD_RESOURCE_ALLOWED: dict[str, set[str]] = {
         "xray:PutTelemetryRecords",
         # Secrets Manager rotation (RotationSchedule grants it to the ce_app rotation function).
         "secretsmanager:GetRandomPassword",
+        # The sandbox's lookup of the S3 prefix list (a read-only Describe, no resource scoping).
+        "ec2:DescribeManagedPrefixLists",
+    },
+    "ecs-tasks.amazonaws.com": {
+        # Pulling the sandbox image: ECR's token call has no resource type.
+        "ecr:GetAuthorizationToken",
     },
     "states.amazonaws.com": {
         # Step Functions logging to CloudWatch Logs goes through log deliveries (AWS documents "*").
