@@ -24,6 +24,8 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "context-engine")
 # Logs never carry turn content, keys or secrets: every record passes the redaction hooks.
 logger = Logger(json_serializer=redacting_json_serializer, json_default=redacting_json_default)
 install_redaction_filter(logging.getLogger())
+# powertools' own DEBUG line "Calling API Route Handler" prints the whole request body.
+logging.getLogger("aws_lambda_powertools").setLevel(max(logging.INFO, logging.getLogger().level))
 metrics = Metrics()
 tracer = Tracer()
 
