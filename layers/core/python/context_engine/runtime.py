@@ -41,7 +41,9 @@ class Runtime:
                 if self._embedder is None:
                     from context_engine.embeddings import build_embedder
 
-                    self._embedder = build_embedder(self.settings.embedder)
+                    # Titan's output size is configurable and must match the vector columns.
+                    kw = {"dimensions": self.settings.embedding_dim} if self.settings.embedder == "bedrock" else {}
+                    self._embedder = build_embedder(self.settings.embedder, **kw)
         return self._embedder
 
     def publish_committed(self, tenant_id: str, events: Sequence[EventEnvelope]) -> None:
