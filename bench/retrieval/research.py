@@ -30,6 +30,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(_HERE), str(_HERE.parents[1] / "layers" / "core" / "python")]
 
 import locomo  # noqa: E402
+
 from context_engine.embeddings import build_embedder  # noqa: E402
 from context_engine.retrieval import (  # noqa: E402
     Candidate,
@@ -86,6 +87,7 @@ class UserIndex:
     date_text: list[str]
     sess: np.ndarray
     u2t: np.ndarray  # utterance -> turn
+    u_offset: np.ndarray  # turn -> index of its first utterance
     e_turn: np.ndarray
     e_utt: np.ndarray
     e_q: np.ndarray
@@ -124,6 +126,7 @@ def build_index(conv: locomo.Conversation) -> UserIndex:
         date_text=date_text,
         sess=np.array([t.session for t in conv.turns]),
         u2t=u2t,
+        u_offset=np.r_[0, np.cumsum([len(t.utterances) for t in conv.turns])[:-1]],
         e_turn=embed([t.text for t in conv.turns]),
         e_utt=embed([u.text for u in utts]),
         e_q=embed([q.text for q in conv.questions]),
@@ -238,8 +241,10 @@ def evaluate(name: str, indexes: list[UserIndex], ranker: Ranker, packer: str = 
             for k in KS:
                 acc.setdefault(f"R@{k}", []).append(locomo.recall_at_k(ranked_turns, q.evidence, k))
             for b in BUDGETS:
-                if packer == "parts" and scored is not None:
-                    ctx = pack(scored, b, mode="parts")
+                if packer.startswith("parts") and scored is not None:
+                    ctx = pack(
+                        scored, b, mode="parts", max_part_tokens=None if packer == "parts-full" else 64
+                    )
                     packed = _packed_from_snippets(ix, ctx)
                 else:
                     packed = locomo.pack_whole_turns(ranked_turns, b)
@@ -370,6 +375,11 @@ class CandidatePlan:
     date_rows: int = 50
     neighbours_of_top: int = 30
     fts_order: str = "idf_match"  # "idf_match" (SQL-computable) or "bm25" (exact, Python)
+    # The backend stores one embedding per utterance besides the turn's and returns their cosines.
+    part_vectors: bool = True
+
+
+RERANK_MS: list[float] = []
 
 
 def sql_fts_scores(ix: UserIndex, terms: Sequence[str], plan: CandidatePlan) -> np.ndarray:
@@ -399,6 +409,7 @@ def sql_candidates(
     # stats table kept by the indexer.
     stats = CorpusStats(ix.stats.n_docs, ix.stats.avg_len, {t: ix.stats.df.get(t, 0) for t in qf.terms})
     cos = ix.e_turn @ ix.e_q[qi]
+    part_cos = ix.e_utt @ ix.e_q[qi] if plan.part_vectors else None
     exact = plan.fts_order == "bm25"
     lex = BM25Matrix(ix.turn_terms).scores(qf.terms) if exact else sql_fts_scores(ix, qf.terms, plan)
     matched = np.flatnonzero(lex > 0)
@@ -411,14 +422,23 @@ def sql_candidates(
     by_key = {(c.session_id, c.seq): i for i, c in enumerate(ix.candidates)}
 
     def with_dense(i: int) -> Candidate:
-        return replace(ix.candidates[i], dense=float(cos[i]))
+        pd = None
+        if part_cos is not None:
+            first = int(ix.u_offset[i])
+            pd = tuple(float(x) for x in part_cos[first : first + len(ix.candidates[i].parts)])
+        return replace(ix.candidates[i], dense=float(cos[i]), part_dense=pd)
 
     cands = [with_dense(i) for i in sorted(chosen)]
+    t0 = time.perf_counter()
     scored = rank(qf, cands, stats, config)
+    RERANK_MS.append(1000 * (time.perf_counter() - t0))
     if plan.neighbours_of_top:
         extra = [by_key[k] for k in missing_neighbours(scored, top=plan.neighbours_of_top) if k in by_key]
         if extra:
-            scored = rank(qf, cands + [with_dense(i) for i in extra], stats, config)
+            more = [with_dense(i) for i in extra]
+            t0 = time.perf_counter()
+            scored = rank(qf, cands + more, stats, config)
+            RERANK_MS[-1] += 1000 * (time.perf_counter() - t0)
     return scored
 
 
@@ -494,49 +514,54 @@ def main() -> None:
                 "turns",
             ),
         ]
+    recipe = lambda ix, qi, q: sql_candidates(ix, qi, q, plan, cfg)  # noqa: E731
+    turn_vec_only = replace(plan, part_vectors=False)
     rows += [
-        ("sql: recipe, whole-turn packer", lambda ix, qi, q: sql_candidates(ix, qi, q, plan, cfg), "turns"),
+        ("sql: recipe, whole turns packed", recipe, "turns"),
+        ("**sql: recipe, utterance packer (the recipe)**", recipe, "parts"),
+        ("sql: recipe, utterance packer without truncation", recipe, "parts-full"),
         (
-            "sql: recipe, utterance packer (retrieval.pack)",
-            lambda ix, qi, q: sql_candidates(ix, qi, q, plan, cfg),
+            "sql: recipe with the turn vector only (1 vector/turn)",
+            lambda ix, qi, q: sql_candidates(ix, qi, q, turn_vec_only, cfg),
             "parts",
         ),
     ]
     if args.sweep:
-        for fts, vec in ((50, 50), (50, 100), (100, 50), (200, 100), (200, 200)):
-            p = replace(plan, fts=fts, vector=vec)
-            rows.append(
-                (
-                    f"sql: candidates fts={fts} vec={vec}",
-                    lambda ix, qi, q, p=p: sql_candidates(ix, qi, q, p, cfg),
-                    "parts",
-                )
-            )
-        p = replace(plan, fts_order="bm25")
-        rows.append(
-            (
-                "sql: FTS candidates ordered by exact BM25",
-                lambda ix, qi, q, p=p: sql_candidates(ix, qi, q, p, cfg),
-                "parts",
-            )
-        )
-        p = replace(plan, neighbours_of_top=0)
-        rows.append(
-            ("sql: no neighbour fetch", lambda ix, qi, q, p=p: sql_candidates(ix, qi, q, p, cfg), "parts")
-        )
-        for name, c in (
+        plans = [
+            (f"candidates fts={f} vec={v}", replace(plan, fts=f, vector=v))
+            for f, v in ((50, 50), (50, 100), (200, 100), (200, 200))
+        ]
+        plans += [
+            ("FTS candidates ordered by exact BM25", replace(plan, fts_order="bm25")),
+            ("no neighbour fetch", replace(plan, neighbours_of_top=0)),
+            ("no date-range candidates", replace(plan, date_rows=0)),
+        ]
+        for name, p in plans:
+            rows.append((f"sql: {name}", lambda ix, qi, q, p=p: sql_candidates(ix, qi, q, p, cfg), "parts"))
+        configs = [
             ("no speaker prior", replace(cfg, w_speaker=0.0)),
             ("no neighbour smoothing", replace(cfg, neighbour=0.0)),
+            ("no session smoothing", replace(cfg, w_session=0.0)),
             ("no date bonus", replace(cfg, w_date=0.0)),
             ("neighbour 0.35", replace(cfg, neighbour=0.35)),
-            ("turn dense 0.5", replace(cfg, w_turn_dense=0.5)),
-        ):
+            ("neighbour 0.7", replace(cfg, neighbour=0.7)),
+            ("+ neighbours at distance 2 (0.15)", replace(cfg, neighbour2=0.15)),
+            ("turn dense 0.75", replace(cfg, w_turn_dense=0.75)),
+            ("turn BM25 0.5", replace(cfg, w_turn_lex=0.5)),
+        ]
+        for name, c in configs:
             rows.append((f"sql: {name}", lambda ix, qi, q, c=c: sql_candidates(ix, qi, q, plan, c), "parts"))
 
     results = []
     for name, ranker, packer in rows:
         results.append(evaluate(name, indexes, ranker, packer))
     print_table(results, args.per_conv)
+    if RERANK_MS:
+        p50, p95, p99 = np.percentile(RERANK_MS, [50, 95, 99])
+        print(
+            f"\nrank() over the candidates (incl. neighbour pass): p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
+            f"p99 {p99:.1f} ms over {len(RERANK_MS)} calls"
+        )
 
 
 if __name__ == "__main__":

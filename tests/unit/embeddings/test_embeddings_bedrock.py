@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+
 from context_engine.embeddings.bedrock import BedrockTitanEmbedder, EmbeddingServiceError
 
 

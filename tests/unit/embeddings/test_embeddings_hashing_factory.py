@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from context_engine.embeddings import (
     Embedder,
     HashingEmbedder,

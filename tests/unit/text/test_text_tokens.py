@@ -1,4 +1,5 @@
 import pytest
+
 from context_engine.text import tokens
 from context_engine.text.tokens import (
     count_tokens,

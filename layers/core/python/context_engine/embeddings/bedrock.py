@@ -107,9 +107,7 @@ class BedrockTitanEmbedder:
                 payload = json.loads(response["body"].read())
                 vector = np.asarray(payload["embedding"], dtype=np.float32)
                 if vector.shape != (self._dimensions,):
-                    raise EmbeddingServiceError(
-                        f"expected {self._dimensions} dimensions, got {vector.shape}"
-                    )
+                    raise EmbeddingServiceError(f"expected {self._dimensions} dimensions, got {vector.shape}")
                 # Titan already normalises when asked; normalise again so the contract holds
                 # even for a model id that ignores the flag.
                 return l2_normalize(vector)

@@ -75,14 +75,18 @@ def pack(
     *,
     mode: str = "parts",
     part_weight: float = 1.0,
-    max_part_tokens: int | None = None,
+    other_part_penalty: float = 1.0,
+    max_part_tokens: int | None = 64,
     header: Callable[[Candidate], str] | None = default_header,
     encoding: EncodingLike = None,
 ) -> PackedContext:
     """Fill ``budget`` tokens with the best snippets; the result's exact count is ≤ budget.
 
     ``mode="parts"`` packs single utterances, prioritised by turn score + ``part_weight`` × the
-    utterance's own score; ``mode="turns"`` packs whole turns in ranked order.
+    utterance's own score, minus ``other_part_penalty`` for every utterance but the turn's best
+    one (the second half of a strong turn is usually less useful than the best half of the
+    next turn); ``mode="turns"`` packs whole turns in ranked order. ``max_part_tokens`` caps each
+    utterance (64 leaves ~92% of conversational utterances whole and trims the long tail).
     """
     if budget <= 0 or not scored:
         return PackedContext("", (), 0)
@@ -101,8 +105,11 @@ def pack(
                 )
             )
             continue
+        best = s.best_part
         for pi, part in enumerate(cand.parts):
             prio = s.score + part_weight * (s.part_scores[pi] if pi < len(s.part_scores) else 0.0)
+            if pi != best:
+                prio -= other_part_penalty
             items.append(
                 (
                     prio,
@@ -117,7 +124,7 @@ def pack(
     used = 0
     for _, snip, cand in items:
         text = snip.text
-        if max_part_tokens is not None:
+        if max_part_tokens is not None and mode == "parts":
             text = truncate_to_tokens(text, max_part_tokens, encoding, suffix="…")
             if not text:
                 continue

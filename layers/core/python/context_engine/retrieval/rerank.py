@@ -77,9 +77,12 @@ class RankConfig:
     w_part_lex: float = 0.5
     w_part_dense: float = 0.5
     w_turn_lex: float = 0.25
-    w_turn_dense: float = 0.75
+    w_turn_dense: float = 0.5
     w_speaker: float = 0.5
     neighbour: float = 0.5
+    # Weight of the best turn two steps away, and of the best turn anywhere in the session.
+    neighbour2: float = 0.0
+    w_session: float = 0.2
     w_date: float = 1.0
     # A day named in the query matches turns from one day before to a week after (people
     # talk about an event in the days after it); a month matches up to ten days after it.
@@ -124,8 +127,10 @@ def _fill_missing(values: list[float | None]) -> FloatArray:
     return np.array([floor if v is None else v for v in values], dtype=np.float64)
 
 
-def neighbour_smooth(scores: FloatArray, keys: Sequence[tuple[str, int]], weight: float) -> FloatArray:
-    """``s + weight·max(s[prev], s[next])`` with prev/next = same session, seq ∓ 1.
+def neighbour_smooth(
+    scores: FloatArray, keys: Sequence[tuple[str, int]], weight: float, *, distance: int = 1
+) -> FloatArray:
+    """``s + weight·max(s[prev], s[next])`` with prev/next = same session, seq ∓ ``distance``.
 
     A neighbour that is not among the candidates counts as the lowest candidate score: it
     was not found by any retriever, so it is assumed weak.
@@ -136,14 +141,24 @@ def neighbour_smooth(scores: FloatArray, keys: Sequence[tuple[str, int]], weight
     floor = float(scores.min())
     out = scores.copy()
     for i, (session, seq) in enumerate(keys):
-        prev = index.get((session, seq - 1))
-        nxt = index.get((session, seq + 1))
+        prev = index.get((session, seq - distance))
+        nxt = index.get((session, seq + distance))
         best = max(
             scores[prev] if prev is not None else floor,
             scores[nxt] if nxt is not None else floor,
         )
         out[i] += weight * best
     return out
+
+
+def session_smooth(scores: FloatArray, sessions: Sequence[str], weight: float) -> FloatArray:
+    """``s + weight·(best score in the same session)``: a session about the topic lifts its turns."""
+    if weight == 0 or len(scores) == 0:
+        return scores
+    best: dict[str, float] = {}
+    for sid, sc in zip(sessions, scores.tolist(), strict=True):
+        best[sid] = max(best.get(sid, sc), sc)
+    return scores + weight * np.array([best[sid] for sid in sessions])
 
 
 def date_matches(day: dt.date | None, query: QueryFeatures, config: RankConfig) -> bool:
@@ -207,7 +222,12 @@ def rank(
     dense = [c.dense for c in cands]
     if any(v is not None for v in dense):
         score = score + turn_dense_w * zscore(_fill_missing(dense))
-    score = neighbour_smooth(score, [(c.session_id, c.seq) for c in cands], cfg.neighbour)
+    keys = [(c.session_id, c.seq) for c in cands]
+    raw = score
+    score = neighbour_smooth(raw, keys, cfg.neighbour)
+    if cfg.neighbour2:
+        score = score + (neighbour_smooth(raw, keys, cfg.neighbour2, distance=2) - raw)
+    score = session_smooth(score, [c.session_id for c in cands], cfg.w_session)
     if query.dates and cfg.w_date:
         bonus = np.array([date_matches(_as_date(c.occurred_at), query, cfg) for c in cands], dtype=np.float64)
         score = score + cfg.w_date * bonus

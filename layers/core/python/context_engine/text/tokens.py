@@ -83,9 +83,7 @@ def count_tokens_batch(texts: Sequence[str], encoding: EncodingLike = None) -> l
     return [count_tokens(t, enc) for t in texts]
 
 
-def truncate_to_tokens(
-    text: str, max_tokens: int, encoding: EncodingLike = None, *, suffix: str = ""
-) -> str:
+def truncate_to_tokens(text: str, max_tokens: int, encoding: EncodingLike = None, *, suffix: str = "") -> str:
     """The longest prefix of ``text`` (plus ``suffix`` if cut) with at most ``max_tokens`` tokens.
 
     Prefers to cut at whitespace when that costs at most a fifth of the kept text. The result
