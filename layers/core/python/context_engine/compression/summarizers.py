@@ -19,8 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from context_engine.compression.models import SourceTurn
-from context_engine.compression.text import idf, jaccard, render_turn, sentences, specificity, tagged, terms
-from context_engine.text.tokens import count_tokens, count_tokens_batch, truncate_to_tokens
+from context_engine.compression.text import (
+    idf,
+    render_turn,
+    sentences,
+    specificity,
+    split_speaker,
+    tagged,
+    terms,
+)
+from context_engine.text.tokens import count_tokens, truncate_to_tokens
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,8 @@ class Summarizer(Protocol):
 # --- extractive ---------------------------------------------------------------------
 PRIOR_SEQ = 0  # sentences of the prior summary are tagged with seq 0 while ranking
 _REDUNDANT = 0.6  # Jaccard overlap above which a sentence repeats one already chosen
+_NOVEL = 0.3  # first pass: at most this much overlap with any chosen sentence
+_MIN_TERMS = 4  # fewer content terms than this: small talk
 
 
 @dataclass
@@ -56,6 +66,14 @@ class _Candidate:
     tokens: int = 0
 
 
+def _max_overlap(c: _Candidate, chosen: list[_Candidate], postings: dict[str, list[int]]) -> float:
+    """The largest Jaccard overlap between ``c`` and a chosen sentence."""
+    shared: Counter[int] = Counter()
+    for t in c.terms:
+        shared.update(postings.get(t, ()))
+    return max((n / (len(c.terms) + len(chosen[i].terms) - n) for i, n in shared.items()), default=0.0)
+
+
 class ExtractiveSummarizer:
     name = "extractive"
 
@@ -64,27 +82,40 @@ class ExtractiveSummarizer:
         if not candidates:
             return Summary("", self.name, [])
         self._score(candidates)
-        lines = [tagged(c.seq, c.text) if c.seq != PRIOR_SEQ else c.text for c in candidates]
-        for c, n in zip(candidates, count_tokens_batch(lines), strict=True):
-            c.tokens = n + 1  # + the newline that joins lines
         chosen: list[_Candidate] = []
         used = 0
-        for c in sorted(candidates, key=lambda c: (-c.score, c.order)):
-            if used + c.tokens > target_tokens:
-                continue
-            if any(jaccard(c.terms, o.terms) > _REDUNDANT for o in chosen):
-                continue
-            chosen.append(c)
-            used += c.tokens
+        ranked = sorted(candidates, key=lambda c: (-c.score, c.order))
+        # Two passes: first only sentences that add something new (little overlap with what is
+        # chosen), then, if room is left, the close-but-not-duplicate ones. Tokens are counted
+        # only for sentences that get this far, which keeps 500 turns well under 200 ms.
+        postings: dict[str, list[int]] = {}  # term → indexes into chosen: overlap without all pairs
+        for overlap in (_NOVEL, _REDUNDANT):
+            for c in ranked:
+                if c.tokens < 0 or _max_overlap(c, chosen, postings) > overlap:
+                    continue
+                c.tokens = c.tokens or count_tokens(self._line(c)) + 1  # + the newline joining lines
+                if used + c.tokens > target_tokens:
+                    continue
+                for t in c.terms:
+                    postings.setdefault(t, []).append(len(chosen))
+                chosen.append(c)
+                used += c.tokens
+                c.tokens = -c.tokens  # marks it chosen for the second pass
+                if target_tokens - used < 8:
+                    break
             if target_tokens - used < 8:
                 break
         chosen.sort(key=lambda c: c.order)
-        text = "\n".join(tagged(c.seq, c.text) if c.seq != PRIOR_SEQ else c.text for c in chosen)
+        text = "\n".join(self._line(c) for c in chosen)
         # BPE merges across the joins can differ from the per-line counts: re-check.
         if count_tokens(text) > target_tokens:
             text = truncate_to_tokens(text, target_tokens)
         kept = sorted({c.seq for c in chosen if c.seq != PRIOR_SEQ})
         return Summary(text, self.name, kept, stats={"candidates": len(candidates), "chosen": len(chosen)})
+
+    @staticmethod
+    def _line(c: _Candidate) -> str:
+        return c.text if c.seq == PRIOR_SEQ else tagged(c.seq, c.text)
 
     @staticmethod
     def _candidates(turns: Sequence[SourceTurn], prior_summary: str | None) -> list[_Candidate]:
@@ -95,22 +126,29 @@ class ExtractiveSummarizer:
                     out.append(_Candidate(PRIOR_SEQ, len(out), line.strip(), set(terms(line))))
         for t in turns:
             for part in (t.question, t.answer):
-                for s in sentences(part):
-                    out.append(_Candidate(t.seq, len(out), s, set(terms(s))))
+                speaker, body = split_speaker(part)
+                for s in sentences(body):
+                    # Speaker names are in nearly every line: they attribute, they do not inform.
+                    out.append(_Candidate(t.seq, len(out), f"{speaker}: {s}" if speaker else s, set(terms(s))))
         return [c for c in out if c.terms]
 
     @staticmethod
     def _score(candidates: list[_Candidate]) -> None:
+        """Centroid scoring: a term weighs df·idf over the window, high for the topics that
+        recur (a trip, a class, a diagnosis), low for both one-off words and words in every
+        line; a sentence scores the weight of its distinct terms, mildly length-normalised,
+        plus names and numbers. Chit-chat ("Wow, that's great!") has too few terms to compete."""
         weights = idf(c.terms for c in candidates)
-        # Centrality: how much of the conversation's recurring vocabulary a sentence carries.
-        freq: Counter[str] = Counter()
+        df: Counter[str] = Counter()
         for c in candidates:
-            freq.update(c.terms)
-        total = sum(freq.values()) or 1
+            df.update(c.terms)
+        weight = {t: df[t] * weights[t] for t in df}
+        top = max(weight.values(), default=1.0) or 1.0
         for c in candidates:
-            central = sum(freq[t] / total * weights[t] for t in c.terms) * 100
-            length_norm = max(len(c.terms), 4) ** 0.5
-            c.score = central / length_norm + 0.3 * specificity(c.text)
+            central = sum(weight[t] for t in c.terms) / top
+            c.score = central / max(len(c.terms), 6) ** 0.3 + 0.3 * specificity(c.text)
+            if len(c.terms) < _MIN_TERMS:
+                c.score *= 0.2
             if c.seq == PRIOR_SEQ:
                 c.score *= 1.5  # the prior summary already condensed older turns: keep continuity
 

@@ -25,7 +25,8 @@ shouldn't so some such than that that's the their theirs them themselves then th
 they'll they're they've this those through to too under until up very was wasn't we we'd we'll we're we've were
 weren't what what's when when's where where's which while who who's whom why why's with won't would wouldn't you
 you'd you'll you're you've your yours yourself yourselves also just yes yeah ok okay oh really well like get got
-so thanks thank sure one would will much many lot lots thing things
+so thanks thank sure one would will much many lot lots thing things wow cool awesome great amazing hey hi
+hello congrats congratulations glad nice totally super sounds cute lovely haha lol omg yep nope guess
 """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
@@ -37,6 +38,15 @@ def render_turn(turn: SourceTurn) -> str:
 def tagged(seq: int, text: str) -> str:
     """A line of a summary that names the turn it came from (provenance for the reader)."""
     return f"[{seq}] {text}"
+
+
+_SPEAKER = re.compile(r"^([A-Z][\w.'\- ]{0,40}):\s+")
+
+
+def split_speaker(text: str) -> tuple[str | None, str]:
+    """"Caroline: I went to..." → ("Caroline", "I went to..."); no prefix → (None, text)."""
+    m = _SPEAKER.match(text)
+    return (m.group(1), text[m.end():]) if m else (None, text)
 
 
 def sentences(text: str) -> list[str]:
@@ -60,9 +70,3 @@ def idf(documents: Iterable[Iterable[str]]) -> dict[str, float]:
 def specificity(text: str) -> float:
     """Names and numbers carry facts worth keeping (dates, amounts, people, places)."""
     return 0.5 * min(len(_ENTITY.findall(text)), 4) + 0.5 * min(len(_NUMBER.findall(text)), 4) / 2
-
-
-def jaccard(a: set[str], b: set[str]) -> float:
-    if not a or not b:
-        return 0.0
-    return len(a & b) / len(a | b)

@@ -97,12 +97,14 @@ def consume(event: dict[str, Any], context: Any, consumer: str, handle: Consumer
             rt: Runtime | None = None) -> dict[str, Any]:
     """Process one SQS batch; returns ``{"batchItemFailures": [...]}``."""
     runtime = rt or get_runtime()
+    # Counted per batch, not per record: one metric value per invocation keeps EMF output small.
+    counts = {"ProcessedEvents": 0, "FailedEvents": 0, "PoisonMessages": 0}
 
     def record_handler(record: SQSRecord) -> None:
         try:
             envelope, detail = parse_record(record.body)
         except Exception:
-            metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=1)
+            counts["PoisonMessages"] += 1
             log.exception("unparseable message; it will reach the DLQ after maxReceiveCount",
                           extra={"consumer": consumer, "message_id": record.message_id})
             raise
@@ -111,15 +113,19 @@ def consume(event: dict[str, Any], context: Any, consumer: str, handle: Consumer
         try:
             handle(delivery)
         except Exception:
-            metrics.add_metric(name="FailedEvents", unit=MetricUnit.Count, value=1)
+            counts["FailedEvents"] += 1
             log.exception("event failed; SQS will redeliver it", extra={
                 "consumer": consumer, "event_id": str(envelope.event_id), "detail_type": envelope.detail_type,
                 "receive_count": receives})
             raise
-        metrics.add_metric(name="ProcessedEvents", unit=MetricUnit.Count, value=1)
+        counts["ProcessedEvents"] += 1
 
     # A batch in which every record failed is reported like any other (all ids listed)
     # instead of raising: the effect on SQS is the same, and the logs stay readable.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                         context=context))
+    response = dict(process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                             context=context))
+    for name, value in counts.items():
+        if value:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    return response

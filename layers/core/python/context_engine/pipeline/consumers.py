@@ -97,7 +97,6 @@ def handle_audit_intake(d: Delivery) -> None:
         audit.ingest_event(conn, d.envelope)
         log.info("domain event received", extra={"event_id": str(d.envelope.event_id),
                                                   "detail_type": d.detail_type, "tenant_id": d.tenant_id})
-    metrics.add_metric(name=f"Audit{d.detail_type}", unit=MetricUnit.Count, value=1)
     try:  # seal it into the chain now; if this fails, the scheduled audit appender does it
         audit.append_pending(d.rt, d.tenant_id)
     except Exception:

@@ -113,7 +113,7 @@ class LocalQueue:
 class LocalDispatcher:
     def __init__(self, rt: Runtime, *, workflows: LocalStepFunctions | None = None, run_relay: bool = True,
                  redelivery_delay_s: float = 0.5, batch_window_s: float = 0.02, invoker: Invoker = invoke_handler,
-                 relay_interval_s: float | None = None) -> None:
+                 relay_interval_s: float | None = None, concurrency: int = 2) -> None:
         if not isinstance(rt.publisher, InProcessPublisher):
             raise TypeError("the local dispatcher needs the runtime's InProcessPublisher")
         self.rt = rt
@@ -123,6 +123,8 @@ class LocalDispatcher:
         self.batch_window_s = batch_window_s
         self.invoker = invoker
         self.relay_interval_s = relay_interval_s
+        # Workers per queue, like the event source mapping's maximum concurrency (capped by it).
+        self.concurrency = concurrency
         self.queues = {name: LocalQueue(spec) for name, spec in QUEUES.items()}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -137,7 +139,8 @@ class LocalDispatcher:
         assert isinstance(self.rt.publisher, InProcessPublisher)
         self.rt.publisher.subscribe(self.route)
         for q in self.queues.values():
-            self._spawn(f"ce-queue-{q.spec.name}", self._work, q)
+            for n in range(max(1, min(self.concurrency, q.spec.max_concurrency))):
+                self._spawn(f"ce-queue-{q.spec.name}-{n}", self._work, q)
         if self.run_relay:
             for spec in SCHEDULES.values():
                 self._spawn(f"ce-schedule-{spec.name}", self._tick, spec.name, spec.function,
