@@ -82,8 +82,8 @@ def _candidates_sql(*, lexical: bool, dense: bool, dated: bool, plan: CandidateP
         " ln(1 + (greatest(st.n_docs, greatest(coalesce(s.df, 0), 1)) - greatest(coalesce(s.df, 0), 1) + 0.5)"
         " / (greatest(coalesce(s.df, 0), 1) + 0.5)) as idf"
         " from unnest(%(terms)s::text[]) with ordinality as x(term, ord) cross join st"
-        " left join search_term_stats s on s.tenant_id = %(t)s and s.agent_id = %(a)s and s.user_id = %(u)s"
-        " and s.term = x.term)",
+        " left join lateral (select df from search_term_stats where tenant_id = %(t)s and agent_id = %(a)s"
+        " and user_id = %(u)s and term = x.term) s on true)",
     ]
     ranked: list[str] = []
     if lexical:
@@ -123,10 +123,11 @@ def _candidates_sql(*, lexical: bool, dense: bool, dated: bool, plan: CandidateP
         sources.append("select id, rrf from fused")
         if plan.neighbours_of_top:
             ctes.append("top as (select session_id, seq from fused order by rrf desc limit %(n_nb)s)")
+            # lateral: one unique-index probe per (session, seq), whatever the row estimates
             ctes.append(
-                "nb as (select t.id from top join turns t on t.tenant_id = %(t)s"
-                " and t.session_id = top.session_id and t.seq in (top.seq - 1, top.seq + 1)"
-                " where t.agent_id = %(a)s and t.user_id = %(u)s)"
+                "nb as (select t.id from top, unnest(array[top.seq - 1, top.seq + 1]) as n(seq),"
+                " lateral (select t.id from turns t where t.tenant_id = %(t)s and t.session_id = top.session_id"
+                " and t.seq = n.seq and t.agent_id = %(a)s and t.user_id = %(u)s) t)"
             )
             sources.append("select id, 0.0 from nb")
     ctes.append("ids as (select id, max(rrf) as rrf from (" + " union all ".join(sources) + ") x group by id)")
@@ -136,8 +137,8 @@ def _candidates_sql(*, lexical: bool, dense: bool, dated: bool, plan: CandidateP
         "with " + ", ".join(ctes) +
         f" select {_TURN_COLS}, {cosine} as cosine, ids.rrf, st.n_docs, st.total_len,"
         " (select array_agg(w.df order by w.ord) from w) as dfs"
-        " from ids join turns t on t.tenant_id = %(t)s and t.id = ids.id cross join st"
-        " where t.agent_id = %(a)s and t.user_id = %(u)s"
+        " from ids cross join st, lateral (select * from turns t where t.tenant_id = %(t)s and t.id = ids.id"
+        " and t.agent_id = %(a)s and t.user_id = %(u)s) t"
     )
 
 
@@ -145,9 +146,9 @@ def _neighbours_sql(dense: bool) -> str:
     cosine = ("case when t.embedding is null then null else 1 - (t.embedding <=> %(vec)s::vector) end"
               if dense else "null::float8")
     return (
-        f"select {_TURN_COLS}, {cosine} as cosine from unnest(%(sessions)s::text[], %(seqs)s::int[]) as k(s, q)"
-        " join turns t on t.tenant_id = %(t)s and t.session_id = k.s and t.seq = k.q"
-        " where t.agent_id = %(a)s and t.user_id = %(u)s"
+        f"select {_TURN_COLS}, {cosine} as cosine from unnest(%(sessions)s::text[], %(seqs)s::int[]) as k(s, q),"
+        " lateral (select * from turns t where t.tenant_id = %(t)s and t.session_id = k.s and t.seq = k.q"
+        " and t.agent_id = %(a)s and t.user_id = %(u)s) t"
     )
 
 

@@ -20,12 +20,13 @@ drive it directly.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +98,11 @@ class Assembled:
 class _Section:
     text: str = ""
     snippets: list[Snippet] = field(default_factory=list)
+    tokens: int = 0  # count_tokens(text), computed once: long texts are not in the count cache
+
+
+def _section(text: str, snippets: list[Snippet]) -> _Section:
+    return _Section(text=text, snippets=snippets, tokens=count_tokens(text))
 
 
 def render_turn(question: str, answer: str) -> str:
@@ -177,7 +183,7 @@ def _pack_items(items: Sequence[tuple[str, Snippet]], room: int, sep: str = "\n"
             break
     if order is not None:
         chosen = order(chosen)
-    return _Section(text=sep.join(t for t, _ in chosen), snippets=[s for _, s in chosen])
+    return _section(sep.join(t for t, _ in chosen), [s for _, s in chosen])
 
 
 def _memory_items(memories: Sequence[ScoredMemory]) -> list[tuple[str, Snippet]]:
@@ -225,7 +231,7 @@ def _pack_retrieved(retrieved: Sequence[Scored], room: int) -> _Section:
         snippets.append(Snippet(type="history", content=s.text, score=float(s.score), token_count=count_tokens(s.text),
                                 provenance=Provenance(session_id=s.session_id, turn_id=UUID(s.candidate_id),
                                                       seq=s.seq, occurred_at=_as_datetime(s.occurred_at))))
-    return _Section(text=packed.text, snippets=snippets)
+    return _Section(text=packed.text, snippets=snippets, tokens=packed.token_count)
 
 
 def _as_datetime(value: Any) -> Any:
@@ -244,29 +250,40 @@ def _history(materials: Materials, room: int) -> _Section:
     if not recent_items:
         return _pack_retrieved(materials.retrieved, room)
     recent = _pack_items(recent_items, int(room * RECENT_SHARE_OF_HISTORY), order=_chronological)
-    used_recent = count_tokens(recent.text)
-    earlier = _pack_retrieved(materials.retrieved, room - used_recent - sep)
-    used_earlier = count_tokens(earlier.text)
-    if used_earlier < room - used_recent - sep:  # retrieval left room: more recent turns
-        recent = _pack_items(recent_items, room - used_earlier - sep, order=_chronological)
+    earlier = _pack_retrieved(materials.retrieved, room - recent.tokens - sep)
+    if earlier.tokens < room - recent.tokens - sep:  # retrieval left room: more recent turns
+        recent = _pack_items(recent_items, room - earlier.tokens - sep, order=_chronological)
     parts = [p for p in (earlier, recent) if p.text]
-    return _Section(text=SEPARATOR.join(p.text for p in parts), snippets=[s for p in parts for s in p.snippets])
+    return _section(SEPARATOR.join(p.text for p in parts), [s for p in parts for s in p.snippets])
 
 
-def _demand(materials: Materials) -> dict[str, int]:
+def _capped_sum(costs: Iterable[int], cap: int) -> int:
+    """Sum of ``costs`` up to the first partial sum above ``cap``: a section's demand only has
+    to be known up to the whole budget, and counting every candidate's tokens costs time."""
+    total = 0
+    for c in costs:
+        total += c
+        if total > cap:
+            break
+    return total
+
+
+def _demand(materials: Materials, cap: int) -> dict[str, int]:
+    """Tokens each section could use (with separators and headers, approximately)."""
+    recent = (t.token_count + 2 for t in materials.recent)
+    earlier = (sum(count_tokens(p.text) + 1 for p in s.candidate.parts) + 8 for s in materials.retrieved)
     return {
         "summary": materials.summary.token_count if materials.summary else 0,
-        "memory": sum(count_tokens(t) + 1 for t, _ in _memory_items(materials.memories)),
-        "history": sum(t.token_count + 2 for t in materials.recent)
-        + sum(sum(count_tokens(p.text) + 1 for p in s.candidate.parts) + 8 for s in materials.retrieved),
-        "tool": sum(count_tokens(t) + 1 for t, _ in _tool_items(materials.tools)),
+        "memory": _capped_sum((count_tokens(t) + 1 for t, _ in _memory_items(materials.memories)), cap),
+        "history": _capped_sum(itertools.chain(recent, earlier), cap),
+        "tool": _capped_sum((count_tokens(t) + 1 for t, _ in _tool_items(materials.tools)), cap),
     }
 
 
 def _sections(materials: Materials, room: int, shares: Mapping[str, float]) -> dict[str, _Section]:
     """Pack every section within its allocation; what a section leaves unused flows to the
     next one in packing order (summary, tool, memory, then history, the most divisible)."""
-    alloc = allocate(room, shares, _demand(materials))
+    alloc = allocate(room, shares, _demand(materials, room))
     out: dict[str, _Section] = {}
     carry = 0
     for name in ("summary", "tool", "memory", "history"):
@@ -280,7 +297,7 @@ def _sections(materials: Materials, room: int, shares: Mapping[str, float]) -> d
             sec = _pack_items(_memory_items(materials.memories), budget)
         else:
             sec = _history(materials, budget)
-        used = count_tokens(sec.text)
+        used = sec.tokens
         carry = max(budget - used, 0) if budget else carry
         out[name] = sec
     return out
@@ -303,28 +320,32 @@ def assemble(
     n_joins = len([n for n in active_shares if active_shares[n] > 0]) - 1
     room = budget - overhead - (max(n_joins, 0) * count_tokens(SEPARATOR) if template is None else 0)
     context = ""
+    token_count = 0
     secs: dict[str, _Section] = {}
     for _ in range(4):  # the estimate is exact but for BPE merges at joins: rarely a second pass
         secs = _sections(materials, room, active_shares)
         context = render_template(template, {n: s.text for n, s in secs.items()})
-        over = count_tokens(context) - budget
-        if over <= 0:
+        token_count = count_tokens(context)
+        if token_count <= budget:
             break
-        room -= over + 1
-    if count_tokens(context) > budget:  # the template alone is over budget: cut the string
+        room -= token_count - budget + 1
+    if token_count > budget:  # the template alone is over budget: cut the string
         context = truncate_to_tokens(context, budget)
-    token_count = count_tokens(context)
+        token_count = count_tokens(context)
     snippets = [s for n in SECTIONS if n in secs for s in secs[n].snippets if s.content in context]
-    sections = [Section(name=n, token_count=count_tokens(secs[n].text) if n in secs else 0,
+    sections = [Section(name=n, token_count=secs[n].tokens if n in secs else 0,
                         token_share=int(budget * active_shares.get(n, 0.0)),
                         snippet_count=sum(1 for s in snippets if s.type == n))
                 for n in SECTIONS if n in wanted]
     return Assembled(context=context, token_count=token_count, sections=sections, snippets=snippets)
 
 
-def dedupe_materials(materials: Materials) -> Materials:
+def dedupe_materials(materials: Materials, budget: int | None = None) -> Materials:
     """Drop retrieved turns that are recent turns or near-duplicates of them or of better
-    retrieved turns, and memories that restate a better memory."""
+    retrieved turns, and memories that restate a better memory. Pairwise comparison is
+    quadratic, so with a ``budget`` only the first ``budget // 50`` items are compared: a
+    packed turn costs about 50 tokens or more, so items further down are rarely packed, and
+    a near-duplicate among them costs a little room, never correctness."""
     recent_ids = {str(t.id) for t in materials.recent}
     items: list[tuple[str, Any]] = [("recent", t) for t in materials.recent]
     items += [("retrieved", s) for s in materials.retrieved if s.candidate.id not in recent_ids]
@@ -335,9 +356,11 @@ def dedupe_materials(materials: Materials) -> Materials:
             return render_turn(obj.question, obj.answer)
         return "\n".join(p.text for p in obj.candidate.parts)
 
-    kept = dedupe(items, text_of, threshold=DUPLICATE_THRESHOLD, limit=400)
+    limit = len(items) if budget is None else max(20, budget // 50)
+    kept = dedupe(items, text_of, threshold=DUPLICATE_THRESHOLD, limit=limit)
     retrieved = [obj for kind, obj in kept if kind == "retrieved"]
-    memories = dedupe(list(materials.memories), lambda m: m.memory.content, threshold=DUPLICATE_THRESHOLD)
+    memories = dedupe(list(materials.memories), lambda m: m.memory.content, threshold=DUPLICATE_THRESHOLD,
+                      limit=limit)
     return Materials(summary=materials.summary, memories=memories, recent=materials.recent, retrieved=retrieved,
                      tools=materials.tools)
 
@@ -554,7 +577,7 @@ def context_for(rt: Runtime, tenant_id: str, req: QueryContextRequest, *, count:
                 metrics.add_metric(name="ContextCacheHit", unit=MetricUnit.Count, value=1)
             return QueryContextResponse.model_validate_json(cached).model_copy(update={"cache": "hit"})
         session = load_session_materials(conn, tenant_id, req, state, res)
-    materials = dedupe_materials(retrieve(rt, tenant_id, req, res, session))
+    materials = dedupe_materials(retrieve(rt, tenant_id, req, res, session), res.budget)
     mc = res.model_call
     out = assemble(materials, res.budget, template=mc.template if mc else None,
                    shares=mc.section_shares if mc else None, include=req.include)
