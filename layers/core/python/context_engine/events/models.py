@@ -193,8 +193,9 @@ class EventBridgeEvent(BaseModel):
     @classmethod
     def of(cls, envelope: EventEnvelope, source: str, *, account: str = "000000000000",
            region: str = "us-east-1") -> EventBridgeEvent:
-        return cls(id=str(envelope.event_id), detail_type=envelope.detail_type, source=source, account=account,
-                   time=envelope.time, region=region, detail=envelope.eventbridge_detail())
+        return cls.model_validate({"id": str(envelope.event_id), "detail-type": envelope.detail_type,
+                                   "source": source, "account": account, "time": envelope.time, "region": region,
+                                   "detail": envelope.eventbridge_detail()})
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -76,7 +76,7 @@ class LocalStepFunctions:
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
         if self.manage_mock:
-            self._mock = mock_aws(config=MOTO_CONFIG)  # type: ignore[arg-type]
+            self._mock = mock_aws(config=MOTO_CONFIG)  # type: ignore[call-overload]
             self._mock.start()
         self._patch = mock.patch.object(LambdaSimpleBackend, "invoke", self._moto_invoke_hook())
         self._patch.start()
