@@ -12,6 +12,7 @@ from moto.core.exceptions import JsonRESTError
 from moto.ecs.models import EC2ContainerServiceBackend
 from tests.integration.sandbox_api.conftest import register_call, state_names, wait_for
 
+from context_engine.errors import NotFound
 from context_engine.events.models import SandboxRunFinished, ToolCallUpdated
 from context_engine.models.api import QueryContextRequest, SandboxRunRequest
 from context_engine.pipeline import ecs_local
@@ -265,3 +266,25 @@ def test_collect_is_idempotent(runtime, admin, workflows, sandbox_settings, stat
     assert again == {"retry": False, "retry_after_s": 0, "status": status, "infra_failure": False}
     assert outbox_events(runtime, admin.tenant_id) == before
     assert sandbox.get_run(runtime, admin, accepted.run_id).status == status
+
+
+def test_run_deleted_with_its_session_while_running(runtime, admin, workflows, sandbox_settings,
+                                                    monkeypatch) -> None:
+    """DeleteContext during a run: the run goes with the session, the workflow ends quietly and
+    leaves no objects behind."""
+    from context_engine.services import turns
+
+    real = ecs_local.run_container
+
+    def delete_session_meanwhile(environ: dict[str, str], s3: Any) -> int:
+        turns.delete_session(runtime, admin, "s8")
+        return real(environ, s3)
+
+    monkeypatch.setattr(ecs_local, "run_container", delete_session_meanwhile)
+    register_call(runtime, admin, "s8", "c8")
+    accepted = start(runtime, admin, code="print(1)", session_id="s8", call_id="c8")
+    assert wait_for(workflows, accepted.run_id)["status"] == "SUCCEEDED"
+    with pytest.raises(NotFound):
+        sandbox.get_run(runtime, admin, accepted.run_id)
+    assert objects_left(workflows, accepted.run_id) == []
+    assert not [d for t, d in outbox_events(runtime, admin.tenant_id) if t == "SandboxRunFinished"]

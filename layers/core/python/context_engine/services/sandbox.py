@@ -393,7 +393,10 @@ def collect_result(rt: Runtime, tenant_id: str, run_id: UUID, task_error: dict[s
     with rt.db.tenant(tenant_id) as conn:
         current = runs.get(conn, tenant_id, run_id)
     if current is None:
-        raise RunGone(f"sandbox run {run_id} not found")
+        # Deleted with its session while it ran (DeleteContext, erase, retention): nothing to
+        # store and nothing failed; only the objects are left to remove.
+        sandbox_backend().objects.discard(run_id)
+        return {"retry": False, "retry_after_s": 0, "status": "gone", "infra_failure": False}
     if current.terminal:  # a retried invocation: the result is stored and its objects are gone
         return _collected(current)
     backend = sandbox_backend()
