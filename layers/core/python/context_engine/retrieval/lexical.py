@@ -110,6 +110,33 @@ class CorpusStats:
         return math.log(1.0 + (big_n - n + 0.5) / (n + 0.5))
 
 
+class BM25Scorer:
+    """BM25 for one query: idf looked up once per term, cheap per document (hot path).
+
+    Most candidate parts share no or one term with the query, so a set test skips the rest.
+    """
+
+    def __init__(self, terms: Sequence[str], stats: CorpusStats, *, k1: float = 1.2, b: float = 0.75) -> None:
+        self.terms = tuple(dict.fromkeys(terms))
+        self._set = frozenset(self.terms)
+        self._idf = {t: stats.idf(t) for t in self.terms}
+        self._avg = stats.avg_len
+        self._k1 = k1
+        self._b = b
+
+    def score(self, doc_terms: Sequence[str], *, avg_len: float | None = None) -> float:
+        if not doc_terms or self._set.isdisjoint(doc_terms):
+            return 0.0
+        k1, b = self._k1, self._b
+        mean = avg_len if avg_len is not None else self._avg
+        norm = k1 * (1.0 - b + b * len(doc_terms) / mean) if mean > 0 else k1
+        score = 0.0
+        for term in self._set.intersection(doc_terms):
+            f = doc_terms.count(term) if isinstance(doc_terms, list | tuple) else Counter(doc_terms)[term]
+            score += self._idf[term] * f * (k1 + 1.0) / (f + norm)
+        return score
+
+
 def bm25(
     doc_terms: Sequence[str],
     terms: Sequence[str],
@@ -119,19 +146,9 @@ def bm25(
     b: float = 0.75,
     avg_len: float | None = None,
 ) -> float:
-    """BM25 of one analyzed document for distinct query ``terms``.
+    """BM25 of one analyzed document for the distinct query ``terms``.
 
     ``avg_len`` overrides the corpus mean length, e.g. to score half-turns (one utterance)
-    against turn-level statistics.
+    against turn-level statistics. For many documents and one query use ``BM25Scorer``.
     """
-    if not doc_terms or not terms:
-        return 0.0
-    tf = Counter(doc_terms)
-    mean = avg_len if avg_len is not None else stats.avg_len
-    norm = k1 * (1.0 - b + b * len(doc_terms) / mean) if mean > 0 else k1
-    score = 0.0
-    for term in terms:
-        f = tf.get(term, 0)
-        if f:
-            score += stats.idf(term) * f * (k1 + 1.0) / (f + norm)
-    return score
+    return BM25Scorer(terms, stats, k1=k1, b=b).score(doc_terms, avg_len=avg_len)

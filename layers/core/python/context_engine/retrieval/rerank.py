@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from context_engine.retrieval.fusion import FloatArray, zscore
-from context_engine.retrieval.lexical import CorpusStats, analyze, bm25
+from context_engine.retrieval.lexical import BM25Scorer, CorpusStats, analyze
 from context_engine.retrieval.query import QueryFeatures, named_speakers
 
 _SPEAKER_PREFIX = re.compile(r"^\s*([A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}):\s")
@@ -183,9 +183,9 @@ def rank(
     cands = [c for c in candidates if not (c.id in seen or seen.add(c.id))]  # type: ignore[func-returns-value]
     if not cands:
         return []
-    terms = list(query.terms)
-    speakers = {p.speaker_name for c in cands for p in c.parts if p.speaker_name}
-    named = named_speakers(query.text, speakers)
+    scorer = BM25Scorer(query.terms, stats, k1=cfg.k1, b=cfg.b)
+    part_speakers = [[p.speaker_name for p in c.parts] for c in cands]
+    named = named_speakers(query.text, {n for names in part_speakers for n in names if n})
     target = next(iter(named)) if len(named) == 1 else None
 
     # A part is scored as its own short document; it is about half a turn long.
@@ -202,11 +202,11 @@ def rank(
             pt = _terms(part)
             all_terms.extend(pt)
             part_owner.append(ci)
-            part_lex.append(bm25(pt + date_terms, terms, stats, k1=cfg.k1, b=cfg.b, avg_len=part_avg))
+            part_lex.append(scorer.score(pt + date_terms, avg_len=part_avg))
             pd = cand.part_dense[pi] if cand.part_dense is not None and pi < len(cand.part_dense) else None
             part_dense.append(pd)
-            part_spk.append(1.0 if target is not None and part.speaker_name == target else 0.0)
-        turn_lex.append(bm25(all_terms, terms, stats, k1=cfg.k1, b=cfg.b))
+            part_spk.append(1.0 if target is not None and part_speakers[ci][pi] == target else 0.0)
+        turn_lex.append(scorer.score(all_terms))
 
     owner = np.array(part_owner, dtype=np.int64)
     p_score = cfg.w_part_lex * zscore(part_lex) + cfg.w_speaker * np.array(part_spk)
