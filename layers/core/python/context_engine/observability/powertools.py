@@ -11,6 +11,7 @@ import os
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from context_engine.observability.redaction import (
     install_redaction_filter,
@@ -26,7 +27,17 @@ logger = Logger(json_serializer=redacting_json_serializer, json_default=redactin
 install_redaction_filter(logging.getLogger())
 # powertools' own DEBUG line "Calling API Route Handler" prints the whole request body.
 logging.getLogger("aws_lambda_powertools").setLevel(max(logging.INFO, logging.getLogger().level))
-metrics = Metrics()
+class _Metrics(Metrics):
+    """powertools keeps (and keeps growing) the metric set when POWERTOOLS_METRICS_DISABLED is
+    set, as locally and in tests: clear it on every flush so nothing accumulates."""
+
+    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
+        super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
+        if is_metrics_disabled():
+            self.clear_metrics()
+
+
+metrics = _Metrics()
 tracer = Tracer()
 
 # A request that records no metric is normal (e.g. a 404); powertools would warn each time.
