@@ -19,6 +19,7 @@ def _write(runtime, admin, session="s1", user="u1", question="Where did Anna tra
 def _row(runtime, tenant, turn_id):
     with runtime.db.tenant(tenant) as conn:
         return conn.execute("select lex::text as lex, lex_len, lex_parts, embedding is not null as has_vec,"
+                            " q_embedding is not null as has_q, a_embedding is not null as has_a,"
                             " embedding_model, indexed_at from turns where tenant_id = %s and id = %s",
                             [tenant, turn_id]).fetchone()
 
@@ -37,7 +38,7 @@ def test_write_leaves_turn_unindexed_and_index_turn_fills_every_column(runtime, 
     assert _row(runtime, admin.tenant_id, res.turn_id)["indexed_at"] is None
     assert indexing.index_turn(runtime, admin.tenant_id, res.turn_id) is True
     row = _row(runtime, admin.tenant_id, res.turn_id)
-    assert row["has_vec"] and row["indexed_at"] is not None
+    assert row["has_vec"] and row["has_q"] and row["has_a"] and row["indexed_at"] is not None
     assert row["embedding_model"] == runtime.embedder.name
     expected = analyze("8 May 2023") + analyze("Where did Anna travel?") + analyze("Anna went to Lisbon.")
     assert row["lex_len"] == len(expected)
@@ -96,3 +97,11 @@ def test_every_write_bumps_the_user_generation_and_shared_memories_the_agent_one
     assert g3["u1"] == g2["u1"] and g3[""] >= 1
     indexing.index_pending(runtime, admin.tenant_id)  # indexing changes results: it bumps too
     assert gens()["u1"] > g3["u1"]
+
+
+def test_a_turn_without_answer_has_no_answer_vector(runtime, admin) -> None:
+    res = _write(runtime, admin, answer="")
+    indexing.index_turn(runtime, admin.tenant_id, res.turn_id)
+    row = _row(runtime, admin.tenant_id, res.turn_id)
+    assert row["has_vec"] and row["has_q"] and not row["has_a"]
+    assert row["lex_parts"] == [" ".join(analyze("Where did Anna travel?")), ""]

@@ -103,6 +103,8 @@ class TurnDoc:
     lex_terms: Sequence[str]
     lex_parts: Sequence[str]
     embedding: Vector
+    question_embedding: Vector | None = None
+    answer_embedding: Vector | None = None
 
 
 @dataclass(frozen=True)

@@ -131,22 +131,27 @@ def _candidates_sql(*, lexical: bool, dense: bool, dated: bool, plan: CandidateP
             )
             sources.append("select id, 0.0 from nb")
     ctes.append("ids as (select id, max(rrf) as rrf from (" + " union all ".join(sources) + ") x group by id)")
-    cosine = ("case when t.embedding is null then null else 1 - (t.embedding <=> %(vec)s::vector) end"
-              if dense else "null::float8")
     return (
         "with " + ", ".join(ctes) +
-        f" select {_TURN_COLS}, {cosine} as cosine, ids.rrf, st.n_docs, st.total_len,"
+        f" select {_TURN_COLS}, {_cosines(dense)}, ids.rrf, st.n_docs, st.total_len,"
         " (select array_agg(w.df order by w.ord) from w) as dfs"
         " from ids cross join st, lateral (select * from turns t where t.tenant_id = %(t)s and t.id = ids.id"
         " and t.agent_id = %(a)s and t.user_id = %(u)s) t"
     )
 
 
+def _cosines(dense: bool) -> str:
+    """Cosine of the query with the turn's vector and with each utterance's (null where a row
+    has no vector yet)."""
+    if not dense:
+        return "null::float8 as cosine, null::float8 as q_cosine, null::float8 as a_cosine"
+    return ", ".join(f"1 - ({col} <=> %(vec)s::vector) as {name}" for col, name in (
+        ("t.embedding", "cosine"), ("t.q_embedding", "q_cosine"), ("t.a_embedding", "a_cosine")))
+
+
 def _neighbours_sql(dense: bool) -> str:
-    cosine = ("case when t.embedding is null then null else 1 - (t.embedding <=> %(vec)s::vector) end"
-              if dense else "null::float8")
     return (
-        f"select {_TURN_COLS}, {cosine} as cosine from unnest(%(sessions)s::text[], %(seqs)s::int[]) as k(s, q),"
+        f"select {_TURN_COLS}, {_cosines(dense)} from unnest(%(sessions)s::text[], %(seqs)s::int[]) as k(s, q),"
         " lateral (select * from turns t where t.tenant_id = %(t)s and t.session_id = k.s and t.seq = k.q"
         " and t.agent_id = %(a)s and t.user_id = %(u)s) t"
     )
@@ -155,7 +160,7 @@ def _neighbours_sql(dense: bool) -> str:
 def _row(r: dict[str, Any]) -> TurnRow:
     return TurnRow(id=str(r["id"]), session_id=r["session_id"], seq=r["seq"], question=r["question"],
                    answer=r["answer"], occurred_at=r["occurred_at"], lex_parts=r["lex_parts"],
-                   cosine=None if r["cosine"] is None else float(r["cosine"]))
+                   cosine=r["cosine"], part_cosines=(r["q_cosine"], r["a_cosine"]))
 
 
 def tune_vector_search(conn: Conn) -> None:

@@ -9,6 +9,7 @@ docs/retrieval.md). Ranking therefore never differs between PostgreSQL and OpenS
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,11 +30,14 @@ class TurnRow:
     # is not indexed yet (its terms are then analyzed here, from the text).
     lex_parts: Sequence[str] | None
     cosine: float | None
+    # Cosines of the query with the question's and the answer's own vectors.
+    part_cosines: tuple[float | None, float | None] = (None, None)
 
 
 def to_candidate(row: TurnRow) -> Candidate:
     texts = (row.question, row.answer)
     parts: list[Part] = []
+    part_dense: list[float | None] = []
     for i, text in enumerate(texts):
         if not text:
             continue  # a turn without an answer has one part
@@ -41,9 +45,20 @@ def to_candidate(row: TurnRow) -> Candidate:
         if row.lex_parts is not None and i < len(row.lex_parts) and row.lex_parts[i] is not None:
             terms = tuple(row.lex_parts[i].split())
         parts.append(Part(text=text, terms=terms))
+        part_dense.append(row.part_cosines[i])
     day = utc_date(row.occurred_at)
+    # The re-ranker fills a missing cosine with the worst present one; a row with none at all
+    # (not indexed yet, or indexed before utterance vectors existed) passes None.
+    pd = tuple(float(x) if x is not None else None for x in part_dense) if any(
+        x is not None for x in part_dense) else None
     return Candidate(id=row.id, session_id=row.session_id, seq=row.seq, parts=tuple(parts), occurred_at=day,
-                     date_text=index_date_text(day), dense=row.cosine)
+                     date_text=_date_text(day), dense=None if row.cosine is None else float(row.cosine),
+                     part_dense=pd)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_text(day: dt.date) -> str:
+    return index_date_text(day)
 
 
 def rank_turns(

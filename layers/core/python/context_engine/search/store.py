@@ -74,21 +74,32 @@ def pending_turns(conn: Conn, tenant_id: str, *, limit: int, model: str,
     return [PendingTurn(**r) for r in rows]
 
 
+@dataclass(frozen=True)
+class TurnVectors:
+    """The turn's vector and one per utterance (None for a turn without an answer)."""
+
+    turn: Vector
+    question: Vector
+    answer: Vector | None
+
+
 def store_turn_index(conn: Conn, tenant_id: str, turns: Sequence[PendingTurn], lex: Sequence[TurnLex],
-                     vectors: Sequence[Vector], model: str) -> int:
+                     vectors: Sequence[TurnVectors], model: str) -> int:
     """Write the index columns of a batch in one statement; returns the rows written."""
     if not turns:
         return 0
     cur = conn.execute(
         "update turns t set lex = to_tsvector('simple', x.terms), lex_len = x.len, lex_parts = array[x.q, x.a],"
-        " embedding = x.vec::vector, embedding_model = %s, indexed_at = now()"
-        " from unnest(%s::uuid[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[])"
-        " as x(id, terms, len, q, a, vec)"
+        " embedding = x.vec::vector, q_embedding = x.qvec::vector, a_embedding = x.avec::vector,"
+        " embedding_model = %s, indexed_at = now()"
+        " from unnest(%s::uuid[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+        " as x(id, terms, len, q, a, vec, qvec, avec)"
         " where t.tenant_id = %s and t.id = x.id"
         " and (t.indexed_at is null or t.embedding_model is distinct from %s)",
         [model, [t.id for t in turns], [" ".join(x.terms) for x in lex], [len(x.terms) for x in lex],
-         [x.parts[0] for x in lex], [x.parts[1] for x in lex], [vector_literal(v) for v in vectors],
-         tenant_id, model],
+         [x.parts[0] for x in lex], [x.parts[1] for x in lex], [vector_literal(v.turn) for v in vectors],
+         [vector_literal(v.question) for v in vectors],
+         [vector_literal(v.answer) if v.answer is not None else None for v in vectors], tenant_id, model],
     )
     return cur.rowcount
 

@@ -20,14 +20,16 @@ from uuid import UUID
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from context_engine.embeddings.base import Embedder
 from context_engine.models.domain import Memory
 from context_engine.observability.powertools import metrics
 from context_engine.runtime import Runtime
 from context_engine.search import index_mirror
-from context_engine.search.base import MemoryDoc, TurnDoc
+from context_engine.search.base import MemoryDoc, TurnDoc, Vector
 from context_engine.search.store import (
     PendingTurn,
     TurnLex,
+    TurnVectors,
     pending_memories,
     pending_turns,
     store_memory_index,
@@ -48,19 +50,31 @@ def _index_turns(rt: Runtime, tenant_id: str, pending: Sequence[PendingTurn]) ->
         return 0
     embedder = rt.embedder
     lex = [TurnLex.of(t.question, t.answer, t.occurred_at) for t in pending]
-    vectors = embedder.embed([t.embed_text for t in pending])
+    vectors = _embed_turns(embedder, pending)
     mirror = index_mirror(rt)
     if mirror is not None:
         mirror.upsert_turns(tenant_id, [
             TurnDoc(turn_id=t.id, session_id=t.session_id, agent_id=t.agent_id, user_id=t.user_id, seq=t.seq,
                     question=t.question, answer=t.answer, occurred_at=t.occurred_at, lex_terms=x.terms,
-                    lex_parts=x.parts, embedding=v)
+                    lex_parts=x.parts, embedding=v.turn, question_embedding=v.question, answer_embedding=v.answer)
             for t, x, v in zip(pending, lex, vectors, strict=True)])
     with rt.db.tenant(tenant_id) as conn:
-        written = store_turn_index(conn, tenant_id, pending, lex, list(vectors), embedder.name)
+        written = store_turn_index(conn, tenant_id, pending, lex, vectors, embedder.name)
     if written:
         metrics.add_metric(name="TurnsIndexed", unit=MetricUnit.Count, value=written)
     return written
+
+
+def _embed_turns(embedder: Embedder, pending: Sequence[PendingTurn]) -> list[TurnVectors]:
+    """The turn's text and each utterance, in one embedding call (the embedder batches by
+    length): the turn vector finds candidates, the utterance vectors score them."""
+    texts = [t.embed_text for t in pending] + [t.question for t in pending]
+    answers = [i for i, t in enumerate(pending) if t.answer]
+    texts += [pending[i].answer for i in answers]
+    vecs = embedder.embed(texts)
+    n = len(pending)
+    answer_vec: dict[int, Vector] = {i: vecs[2 * n + j] for j, i in enumerate(answers)}
+    return [TurnVectors(turn=vecs[i], question=vecs[n + i], answer=answer_vec.get(i)) for i in range(n)]
 
 
 def _index_memories(rt: Runtime, tenant_id: str, pending: Sequence[Memory]) -> int:
