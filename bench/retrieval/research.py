@@ -262,9 +262,12 @@ def evaluate(name: str, indexes: list[UserIndex], ranker: Ranker, packer: str = 
 COLUMNS = ("R@1", "R@5", "R@10", "R@20", "ECR@1000", "ECR@2000", "ECR@4000", "ECRm@2000")
 
 
-def print_table(results: list[Result], per_conv: bool) -> None:
+def print_header() -> None:
     print("| method | " + " | ".join(COLUMNS) + " | ms/q |")
     print("|---|" + "---|" * (len(COLUMNS) + 1))
+
+
+def print_rows(results: list[Result], per_conv: bool) -> None:
     for r in results:
         cells = " | ".join(f"{r.overall[c]:.3f}" for c in COLUMNS)
         print(f"| {r.name} | {cells} | {r.ms_per_query:.1f} |")
@@ -370,13 +373,19 @@ class Lab:
 class CandidatePlan:
     """How many rows each SQL candidate query returns."""
 
-    fts: int = 100
-    vector: int = 100
+    fts: int = 50
+    vector: int = 50
     date_rows: int = 50
     neighbours_of_top: int = 30
     fts_order: str = "idf_match"  # "idf_match" (SQL-computable) or "bm25" (exact, Python)
     # The backend stores one embedding per utterance besides the turn's and returns their cosines.
     part_vectors: bool = True
+    # Only terms in at most this share of the user's turns are used to *match* rows (all terms
+    # still score); very common terms (the speakers' names) would otherwise match every row.
+    match_df_cap: float | None = 0.10
+    # Fetch the neighbours of every first-round candidate with the candidates themselves (one
+    # round trip, one rank() pass) instead of a second round for the top ones.
+    prefetch_neighbours: bool = True
 
 
 RERANK_MS: list[float] = []
@@ -393,10 +402,15 @@ def sql_fts_scores(ix: UserIndex, terms: Sequence[str], plan: CandidatePlan) -> 
     out = np.zeros(len(ix.turn_terms))
     if not terms:
         return out
+    match = set(terms)
+    if plan.match_df_cap is not None:
+        known = [t for t in terms if stats.df.get(t, 0) > 0]
+        match = {t for t in known if stats.df[t] <= plan.match_df_cap * stats.n_docs}
+        match = match or set(sorted(known, key=lambda t: stats.df[t])[:2])
     for i, doc in enumerate(ix.turn_terms):
         present = set(doc)
         hit = sum(stats.idf(t) for t in terms if t in present)
-        if hit:
+        if hit and not match.isdisjoint(present):
             out[i] = hit * (k1 + 1) / (1 + k1 * (1 - b + b * len(doc) / stats.avg_len))
     return out
 
@@ -428,11 +442,17 @@ def sql_candidates(
             pd = tuple(float(x) for x in part_cos[first : first + len(ix.candidates[i].parts)])
         return replace(ix.candidates[i], dense=float(cos[i]), part_dense=pd)
 
+    if plan.prefetch_neighbours:
+        for i in list(chosen):
+            c = ix.candidates[i]
+            chosen |= {
+                by_key[k] for k in ((c.session_id, c.seq - 1), (c.session_id, c.seq + 1)) if k in by_key
+            }
     cands = [with_dense(i) for i in sorted(chosen)]
     t0 = time.perf_counter()
     scored = rank(qf, cands, stats, config)
     RERANK_MS.append(1000 * (time.perf_counter() - t0))
-    if plan.neighbours_of_top:
+    if plan.neighbours_of_top and not plan.prefetch_neighbours:
         extra = [by_key[k] for k in missing_neighbours(scored, top=plan.neighbours_of_top) if k in by_key]
         if extra:
             more = [with_dense(i) for i in extra]
@@ -529,11 +549,15 @@ def main() -> None:
     if args.sweep:
         plans = [
             (f"candidates fts={f} vec={v}", replace(plan, fts=f, vector=v))
-            for f, v in ((50, 50), (50, 100), (200, 100), (200, 200))
+            for f, v in ((25, 25), (100, 50), (50, 100), (100, 100), (200, 200))
+        ]
+        plans += [
+            ("all query terms match rows (no df cap)", replace(plan, match_df_cap=None)),
+            ("neighbours of the top 30 in a second round", replace(plan, prefetch_neighbours=False)),
         ]
         plans += [
             ("FTS candidates ordered by exact BM25", replace(plan, fts_order="bm25")),
-            ("no neighbour fetch", replace(plan, neighbours_of_top=0)),
+            ("no neighbour fetch", replace(plan, neighbours_of_top=0, prefetch_neighbours=False)),
             ("no date-range candidates", replace(plan, date_rows=0)),
         ]
         for name, p in plans:
@@ -552,10 +576,9 @@ def main() -> None:
         for name, c in configs:
             rows.append((f"sql: {name}", lambda ix, qi, q, c=c: sql_candidates(ix, qi, q, plan, c), "parts"))
 
-    results = []
+    print_header()
     for name, ranker, packer in rows:
-        results.append(evaluate(name, indexes, ranker, packer))
-    print_table(results, args.per_conv)
+        print_rows([evaluate(name, indexes, ranker, packer)], args.per_conv)
     if RERANK_MS:
         p50, p95, p99 = np.percentile(RERANK_MS, [50, 95, 99])
         print(

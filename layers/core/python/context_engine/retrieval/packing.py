@@ -16,6 +16,10 @@ from context_engine.retrieval.dates import index_date_text
 from context_engine.retrieval.rerank import Candidate, Scored
 from context_engine.text.tokens import EncodingLike, count_tokens, truncate_to_tokens
 
+# Consecutive candidates that did not fit before the packer stops looking (bounds the work on
+# long candidate lists; by then the remaining room is smaller than a typical line).
+_MAX_SKIPS = 40
+
 
 @dataclass(frozen=True)
 class Snippet:
@@ -122,21 +126,29 @@ def pack(
     chosen: list[tuple[Snippet, Candidate]] = []
     sessions: set[str] = set()
     used = 0
+    skipped = 0
     for _, snip, cand in items:
         text = snip.text
-        if max_part_tokens is not None and mode == "parts":
+        tokens = count_tokens(text, encoding)
+        if max_part_tokens is not None and mode == "parts" and tokens > max_part_tokens:
             text = truncate_to_tokens(text, max_part_tokens, encoding, suffix="…")
             if not text:
                 continue
+            tokens = count_tokens(text, encoding)
             snip = Snippet(
                 snip.candidate_id, snip.session_id, snip.seq, snip.part, text, snip.score, snip.occurred_at
             )
         # A line costs its tokens plus the newline; a new session adds its header and a blank line.
-        cost = count_tokens(text, encoding) + 1
+        cost = tokens + 1
         if header is not None and snip.session_id not in sessions:
             cost += count_tokens(header(cand), encoding) + 2
         if used + cost > budget:
+            # Once the budget is nearly full, a long run of misfits means nothing useful still fits.
+            skipped += 1
+            if skipped >= _MAX_SKIPS:
+                break
             continue
+        skipped = 0
         chosen.append((snip, cand))
         sessions.add(snip.session_id)
         used += cost
