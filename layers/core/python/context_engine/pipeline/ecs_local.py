@@ -33,22 +33,12 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
-from pydantic import ValidationError
-
 from context_engine.errors import DependencyUnavailable
 from context_engine.pipeline.sfn_local import ACCOUNT, REGION, LocalStepFunctions
 from context_engine.pipeline.workflows import get_workflow_starter
 from context_engine.sandbox.container import (
-    EXIT_BAD_REQUEST,
-    EXIT_OK,
-    EXIT_SANDBOX_FAILED,
-    MAX_REQUEST_BYTES,
-    ContainerError,
-    ContainerFailure,
     ContainerSettings,
 )
-from context_engine.sandbox.errors import SandboxError
-from context_engine.sandbox.models import SandboxRequest
 from context_engine.services.sandbox import SandboxObjects, SandboxSettings, TaskTarget
 
 log = logging.getLogger(__name__)
@@ -69,33 +59,10 @@ class TaskStartFailure(Exception):
 def run_container(environ: dict[str, str], s3: Any) -> int:
     """``context_engine.sandbox.container.main`` with the local host instead of the container
     host: same environment contract, same objects, same exit codes."""
+    from context_engine.sandbox.container import execute
     from context_engine.sandbox.local import local_host
-    from context_engine.sandbox.runner import run
 
-    settings = ContainerSettings.from_environ(environ)
-    body = s3.get_object(Bucket=settings.request_bucket, Key=settings.request_key)["Body"].read(MAX_REQUEST_BYTES + 1)
-    if len(body) > MAX_REQUEST_BYTES:
-        return _fail(s3, settings, "invalid_request", f"request is larger than {MAX_REQUEST_BYTES} bytes",
-                     EXIT_BAD_REQUEST)
-    try:
-        request = SandboxRequest.model_validate_json(body)
-    except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return _fail(s3, settings, "invalid_request", details, EXIT_BAD_REQUEST)
-    try:
-        result = run(request, host=local_host())
-    except SandboxError as exc:
-        return _fail(s3, settings, "sandbox_failed", str(exc), EXIT_SANDBOX_FAILED)
-    s3.put_object(Bucket=settings.output_bucket, Key=settings.result_key, Body=result.model_dump_json().encode(),
-                  ContentType="application/json")
-    return EXIT_OK
-
-
-def _fail(s3: Any, settings: ContainerSettings, code: str, message: str, exit_code: int) -> int:
-    failure = ContainerFailure(error=ContainerError.model_validate({"code": code, "message": message}))
-    s3.put_object(Bucket=settings.output_bucket, Key=settings.result_key, Body=failure.model_dump_json().encode(),
-                  ContentType="application/json")
-    return exit_code
+    return execute(ContainerSettings.from_environ(environ), s3, local_host())
 
 
 _slots = threading.BoundedSemaphore(LOCAL_TASK_SLOTS)

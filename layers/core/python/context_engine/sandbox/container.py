@@ -110,7 +110,12 @@ def _fail(s3: Any, settings: ContainerSettings, code: str, message: str, exit_co
 def main(environ: Mapping[str, str] | None = None, s3: Any = None) -> int:
     make_undumpable()  # first, before boto3 loads any credentials into this process
     settings = ContainerSettings.from_environ(os.environ if environ is None else environ)
-    s3 = s3 if s3 is not None else boto3.client("s3")
+    return execute(settings, s3 if s3 is not None else boto3.client("s3"), container_host(settings))
+
+
+def execute(settings: ContainerSettings, s3: Any, host: SandboxHost) -> int:
+    """Read the request object, run it on ``host``, write the result object; the exit code
+    tells the workflow how it went. The local Fargate stand-in calls this with the local host."""
     body = s3.get_object(Bucket=settings.request_bucket, Key=settings.request_key)["Body"].read(
         MAX_REQUEST_BYTES + 1
     )
@@ -123,14 +128,13 @@ def main(environ: Mapping[str, str] | None = None, s3: Any = None) -> int:
         details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return _fail(s3, settings, "invalid_request", details, EXIT_BAD_REQUEST)
     try:
-        result = run(request, host=container_host(settings))
+        result = run(request, host=host)
     except SandboxError as exc:
         return _fail(s3, settings, "sandbox_failed", str(exc), EXIT_SANDBOX_FAILED)
     _put(s3, settings, result)
     print(f"sandbox run {result.status}: exit={result.exit_code} reason={result.reason} "
           f"duration_ms={result.duration_ms}", file=sys.stderr)
     return EXIT_OK
-
 
 if __name__ == "__main__":
     sys.exit(main())
