@@ -36,7 +36,7 @@ def main() -> None:
     n = int(os.environ.get("N", "10000"))
     data_dir = Path(os.environ.get("BENCH_DATA_DIR") or tempfile.mkdtemp(prefix="ce-bench-"))
     os.environ["CONTEXT_ENGINE_DATA_DIR"] = str(data_dir)
-    from context_engine.local.gateway import LocalLambdaContext, LocalGateway, load_function
+    from context_engine.local.gateway import LocalGateway, LocalLambdaContext, load_function
     from context_engine.runtime import build_runtime, set_runtime
 
     rt = build_runtime()

@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from context_engine.auth import authenticate
 from context_engine.observability.powertools import logger
 from context_engine.runtime import get_runtime

@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from context_engine.api.app import build_api
 from context_engine.observability.powertools import logger, metrics, tracer
 

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,7 +48,8 @@ class Server:
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 payload = resp.read()
-                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, json.loads(payload) if payload else None
+                headers = {k.lower(): v for k, v in resp.headers.items()}
+                return resp.status, headers, json.loads(payload) if payload else None
         except urllib.error.HTTPError as err:
             payload = err.read()
             return err.code, {k.lower(): v for k, v in err.headers.items()}, json.loads(payload) if payload else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 
-
 def new_session() -> str:
     return f"s-{uuid.uuid4().hex[:10]}"
 

@@ -14,6 +14,9 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+from pydantic import ValidationError
+
 from context_engine.sandbox import Isolation, SandboxResult, SandboxStatus
 from context_engine.sandbox.container import (
     EXIT_BAD_REQUEST,
@@ -24,8 +27,6 @@ from context_engine.sandbox.container import (
     main,
 )
 from context_engine.sandbox.local import find_interpreter
-from moto import mock_aws
-from pydantic import ValidationError
 
 REPO = Path(__file__).resolve().parents[3]
 BUCKET = "sandbox-runs"

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from context_engine.sandbox import Isolation, SandboxHost, SandboxResult, SandboxStatus
 
 RunCode = Callable[..., SandboxResult]  # the ``sandbox`` fixture of conftest.py

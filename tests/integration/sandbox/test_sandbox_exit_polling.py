@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from context_engine.sandbox import SandboxResult, SandboxStatus
 
 RunCode = Callable[..., SandboxResult]  # the ``sandbox`` fixture of conftest.py

@@ -7,6 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from context_engine.audit.chain import (
     CANONICAL_FIELDS,
     GENESIS_HASH,
@@ -20,9 +24,6 @@ from context_engine.audit.chain import (
     seal,
     verify_chain,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from pydantic import ValidationError
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools import Logger
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
 from context_engine.observability.redaction import (
     REDACTED,
     REDACTED_API_KEY,
@@ -23,9 +27,6 @@ from context_engine.observability.redaction import (
     scrub_text,
 )
 from context_engine.privacy.keys import generate_api_key
-from hypothesis import given
-from hypothesis import strategies as st
-from pydantic import BaseModel
 
 QUESTION = "What did my doctor say about the biopsy?"
 ANSWER = "The results came back benign."

@@ -6,6 +6,9 @@ import ipaddress
 import string
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
 from context_engine.privacy.detectors import (
     IBAN_LENGTHS,
     EntityType,
@@ -16,8 +19,6 @@ from context_engine.privacy.detectors import (
     luhn_valid,
     resolve_overlaps,
 )
-from hypothesis import assume, given
-from hypothesis import strategies as st
 
 
 def found(text: str) -> list[tuple[EntityType, str]]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import string
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from context_engine.privacy.keys import (
     API_KEY_BODY_LENGTH,
     API_KEY_PATTERN,
@@ -14,8 +17,6 @@ from context_engine.privacy.keys import (
     is_api_key,
     verify_api_key,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 URLSAFE = string.ascii_letters + string.digits + "-_"
 

@@ -9,6 +9,10 @@ import re
 import string
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from context_engine.privacy import (
     DataClassification,
     EntityType,
@@ -20,9 +24,6 @@ from context_engine.privacy import (
     merge_counts,
 )
 from context_engine.privacy.policy import MIN_HASH_KEY_BYTES, hash_token, mask_value
-from hypothesis import given
-from hypothesis import strategies as st
-from pydantic import ValidationError
 
 KEY = b"tenant-secret-0123456789abcdef"
 OTHER_KEY = b"another-tenant-secret-987654321"

@@ -4,6 +4,7 @@ import os
 import signal
 
 import pytest
+
 from context_engine.sandbox.host import SandboxHost
 from context_engine.sandbox.models import Isolation, SandboxLimits, SandboxRequest, SandboxStatus
 from context_engine.sandbox.runner import _classify, _Outcome, _rlimits, _Stream

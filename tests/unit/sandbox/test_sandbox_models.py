@@ -1,6 +1,8 @@
 """Limits and requests are validated at the boundary, with errors that name the field."""
 
 import pytest
+from pydantic import ValidationError
+
 from context_engine.sandbox.models import (
     MAX_CODE_BYTES,
     MAX_MEMORY_MB,
@@ -13,7 +15,6 @@ from context_engine.sandbox.models import (
     SandboxResult,
     SandboxStatus,
 )
-from pydantic import ValidationError
 
 
 def _error_locations(exc: ValidationError) -> set[tuple[object, ...]]:

@@ -7,6 +7,7 @@ checks the decisions for every listed syscall on x86_64 *and* aarch64, which we 
 import struct
 
 import pytest
+
 from context_engine.sandbox._launcher import (
     AUDIT_ARCH_AARCH64,
     AUDIT_ARCH_X86_64,

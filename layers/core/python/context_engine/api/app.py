@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-from functools import cache
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response

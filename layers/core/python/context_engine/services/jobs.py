@@ -8,7 +8,6 @@ from context_engine.repos import jobs
 from context_engine.runtime import Runtime
 from context_engine.services.authz import Action, require
 
-
 # Jobs whose result points at a person's whole data (an export's download link) are
 # governance jobs: only those who may start them may read them.
 GOVERNANCE_KINDS = frozenset({"export", "erase"})

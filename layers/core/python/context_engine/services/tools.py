@@ -23,7 +23,9 @@ def _event(tenant: str, call: ToolCall, version: int) -> EventEnvelope:
         "agent_id": call.agent_id, "user_id": call.user_id, "window_version": version})
 
 
-def register_chain(rt: Runtime, principal: Principal, session_id: str, req: RegisterToolChainRequest) -> ToolCallsResponse:
+def register_chain(
+    rt: Runtime, principal: Principal, session_id: str, req: RegisterToolChainRequest
+) -> ToolCallsResponse:
     require(principal, Action.write)
     require_agent(principal, req.agent_id)
     if len(req.calls) > rt.settings.max_batch_items:
