@@ -91,10 +91,10 @@ def test_neighbours_of_the_best_hits_are_candidates(runtime, admin, backend) -> 
     _write_talk(runtime, admin)
     # "Two hours and five minutes" shares no word with the query: it is the neighbour of the hit
     res = backend.search_turns(Scope(admin.tenant_id, "a1", "u1"), _query(runtime, "half marathon Sunday"), k=10,
-                               plan=CandidatePlan(fts=1, vector=1, neighbours_of_top=1))
+                               plan=CandidatePlan(fts=1, vector=1))
     assert TALK[4][0] in _questions(res)
     res = backend.search_turns(Scope(admin.tenant_id, "a1", "u1"), _query(runtime, "half marathon Sunday"), k=10,
-                               plan=CandidatePlan(fts=1, vector=1, neighbours_of_top=0, unindexed=0))
+                               plan=CandidatePlan(fts=1, vector=1, neighbours=False, unindexed=0))
     assert TALK[4][0] not in _questions(res)
 
 
@@ -129,3 +129,33 @@ def test_memory_search_endpoint_uses_the_backend(runtime, admin) -> None:
     res = memories.search(runtime, admin, SearchMemoriesRequest(agent_id="a1", user_id="u1",
                                                                 query="which colour does she like", k=1))
     assert [h.memory.id for h in res.items] == [m.id] and res.items[0].score > 0
+
+
+def test_hnsw_path_for_very_large_users_finds_the_same_turn(runtime, admin, backend) -> None:
+    _write_talk(runtime, admin)
+    q = _query(runtime, "What is the dog called?")
+    scan = backend.search_turns(Scope(admin.tenant_id, "a1", "u1"), q, k=3)
+    hnsw = backend.search_turns(Scope(admin.tenant_id, "a1", "u1"), q, k=3, plan=CandidatePlan(exact_scan_max=0))
+    assert _questions(hnsw)[0] == _questions(scan)[0] == "Ben: We adopted a rescue dog named Biscuit"
+
+
+def test_lexical_match_function_never_reads_another_tenant(runtime, admin) -> None:
+    _write_talk(runtime, admin)
+    with runtime.db.tenant(admin.tenant_id) as conn:
+        mine = conn.execute("select count(*) as n from ce_search_match(%s, 'a1', 'u1', 'biscuit'::tsquery)",
+                            [admin.tenant_id]).fetchone()["n"]
+    with runtime.db.tenant("someone-else") as conn:  # the caller's tenant is not the one asked for
+        theirs = conn.execute("select count(*) as n from ce_search_match(%s, 'a1', 'u1', 'biscuit'::tsquery)",
+                              [admin.tenant_id]).fetchone()["n"]
+    assert (mine, theirs) == (1, 0)
+
+
+def test_scope_lexeme_is_indexed_but_not_counted_as_a_term(runtime, admin) -> None:
+    _write_talk(runtime, admin)
+    with runtime.db.tenant(admin.tenant_id) as conn:
+        scope = conn.execute("select ce_search_scope(%s, 'a1', 'u1') as s", [admin.tenant_id]).fetchone()["s"]
+        tagged = conn.execute("select count(*) as n from turns where tenant_id = %s and lex @@ %s::tsquery",
+                              [admin.tenant_id, f"'{scope}'"]).fetchone()["n"]
+        counted = conn.execute("select count(*) as n from search_term_stats where tenant_id = %s"
+                               " and left(term, 1) = '_'", [admin.tenant_id]).fetchone()["n"]
+    assert (tagged, counted) == (len(TALK), 0)

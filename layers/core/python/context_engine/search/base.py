@@ -53,22 +53,38 @@ class SearchQuery:
 
 @dataclass(frozen=True)
 class CandidatePlan:
-    """How many rows each candidate source returns (docs/retrieval.md: the measured plan)."""
+    """How many rows each candidate source returns — the plan measured in docs/retrieval.md
+    (LoCoMo dev set) and docs/query.md (latency at 10k turns per user)."""
 
-    fts: int = 100
-    vector: int = 100
+    fts: int = 50
+    vector: int = 50
     date_rows: int = 50
-    # Neighbours (same session, seq ± 1) of the best fused candidates are fetched in the same
-    # round trip. Optionally, after re-ranking, neighbours of the new top that are still
-    # missing are fetched in a second one and everything is ranked again; on the LoCoMo dev
-    # set that changed nothing (R@10 and ECR@2000 identical) and cost a second rank, so it
-    # is off by default.
-    neighbours_of_top: int = 30
-    second_pass_neighbours: bool = False
-    # Turns written but not yet indexed (no lex, no embedding) are candidates too, so a turn
-    # is findable the moment it is written; the re-ranker scores them from their text.
-    unindexed: int = 20
+    date_scan: int = 300  # in-range rows scored per named date range (the earliest first)
+    # Only terms in at most this share of the user's turns select lexical candidates (all
+    # terms still score): a very common term (a speaker's name) would match every row.
+    match_df_cap: float = 0.10
+    # ... rarest first, while their document frequencies add up to at most this many rows.
+    match_max_rows: int = 600
+    # Neighbours (same session, seq ± 1) of the first-round candidates, in the same round trip:
+    # of every one (None), or of the best ``neighbours_of_top`` by reciprocal-rank fusion of the
+    # lexical and dense orders (k = ``rrf_k``).
+    neighbours: bool = True
+    neighbours_of_top: int | None = 30
     rrf_k: float = 60.0
+    # After ranking, fetch the neighbours of the top ``second_pass_top`` that are still missing
+    # and rank again (a second round trip and rank pass; off: with every candidate's neighbours
+    # prefetched it changed nothing on the dev set).
+    second_pass_neighbours: bool = False
+    second_pass_top: int = 30
+    # Turns written but not yet indexed (no lex, no vector) are candidates too, so a turn is
+    # findable the moment it is written; the re-ranker scores them from their text.
+    unindexed: int = 20
+    # Dense candidates: the best ``vector × bq_oversample`` by Hamming distance of the
+    # binary-quantized vectors, re-ordered by exact cosine.
+    bq_oversample: int = 4
+    # Users with more indexed turns than this go through the HNSW index instead of the
+    # per-user scan (whose cost grows with the user's turns, HNSW's with the tenant's).
+    exact_scan_max: int = 200_000
 
 
 @dataclass(frozen=True)

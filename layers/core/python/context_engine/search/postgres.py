@@ -1,20 +1,30 @@
-"""PostgreSQL search: full text over ``lex`` + pgvector HNSW, fused by reciprocal rank in SQL.
+"""PostgreSQL search: per-user full text and vector candidates, the re-ranker, RRF for memories.
 
-One statement per query fetches every candidate source and the per-user statistics:
+Turns, in two statements per query:
 
-- **lexical**: turns whose ``lex`` matches any query term (GIN), ordered by an IDF-weighted
-  match score that SQL can compute — Σ idf(term)·[term ∈ turn] with BM25's length norm, the
-  idfs coming from ``search_term_stats`` in the same statement (BM25 with tf capped at 1:
-  turns are short and tf is rarely above 1);
-- **dense**: cosine top-k through the HNSW index (``hnsw.ef_search`` raised and
-  ``hnsw.iterative_scan`` on, so a user filter that rejects most of the graph still yields
-  k rows; the planner uses an exact scan of the user's rows when that is cheaper);
-- **dates**: the user's turns inside the date ranges the query names;
-- **fresh**: turns written but not yet indexed;
-- **neighbours**: seq ± 1 of the best candidates by reciprocal-rank fusion of the first two.
+1. **statistics** — the user's document count and length, and the document frequency of each
+   query term (``search_doc_stats`` / ``search_term_stats``, kept by triggers);
+2. **candidates** — one statement with every source, then the rows' texts and cosines:
 
-Python then re-ranks (``search.ranking``) and fetches missing neighbours of the new top in
-a second, small statement when there are any. Memories are ranked by the RRF alone.
+   - *lexical*: turns matching the query's selective terms (df ≤ 10% of the user's turns; the
+     two rarest if none is), ordered by an IDF-weighted match score — Σ idf(term)·[term ∈
+     turn] with BM25's length norm (BM25 with tf capped at 1: turns are short). The user's
+     scope lexeme is ANDed into the tsquery so the GIN index intersects posting lists and only
+     matching rows are read (0006_search_user_scans.sql);
+   - *dense*: an index-only scan of the user's binary-quantized vectors by Hamming distance,
+     the best ``vector × bq_oversample`` re-ordered by exact cosine; for a user with more than
+     ``exact_scan_max`` turns, pgvector's HNSW index instead (``hnsw.ef_search`` raised,
+     ``hnsw.iterative_scan`` on so the user filter still yields k rows);
+   - *dates*: the user's turns inside the date ranges the query names;
+   - *fresh*: turns written but not yet indexed (findable the moment they are written);
+   - *neighbours*: seq ± 1 of every candidate above (dialogue evidence sits next to the turn
+     that matches the words).
+
+Python then ranks them with the recipe (``search.ranking`` → ``retrieval.rank``): z-scored
+per-utterance and per-turn BM25 and cosines, speaker prior, neighbour and session smoothing,
+date bonus. On the LoCoMo dev set that recipe beats reciprocal-rank fusion of the same two
+retrievers by a wide margin (docs/retrieval.md), so turns are not RRF-fused; memories, which
+have no such structure, are ranked by RRF of full text and vector in one SQL statement.
 """
 
 from __future__ import annotations
@@ -31,9 +41,9 @@ from context_engine.retrieval.dates import DateSpan
 from context_engine.search.base import CandidatePlan, Scope, ScoredMemory, SearchQuery, TurnSearch, Vector
 from context_engine.search.ranking import TurnRow, rank_turns
 
-# HNSW recall/speed trade-off at query time. 100 candidates per layer-0 search keeps recall
-# of the top-100 high; iterative scans continue past filtered-out rows (other users) instead
-# of returning fewer than k rows.
+# HNSW recall/speed trade-off at query time (memories, and turns of very large users). 100
+# candidates per layer-0 search keeps recall of the top-100 high; iterative scans continue
+# past filtered-out rows (other users) instead of returning fewer than k rows.
 EF_SEARCH = 100
 MAX_SCAN_TUPLES = 20_000
 
@@ -48,14 +58,15 @@ def vector_literal(v: Vector) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in v.tolist()) + "]"
 
 
-def date_ranges(dates: Sequence[DateSpan], config: RankConfig) -> list[str]:
-    """tstzrange literals (UTC) for the turns that ``retrieval.rerank.date_matches`` accepts."""
+def date_ranges(dates: Sequence[DateSpan], config: RankConfig) -> list[tuple[dt.datetime, dt.datetime]]:
+    """[lo, hi) in UTC for the turns that ``retrieval.rerank.date_matches`` accepts."""
     out = []
     for span in dates:
         after = config.date_after_days if span.granularity == "day" else config.month_after_days
         lo = span.start - dt.timedelta(days=config.date_before_days)
         hi = span.end + dt.timedelta(days=after + 1)
-        out.append(f"[{lo.isoformat()} 00:00+00,{hi.isoformat()} 00:00+00)")
+        out.append((dt.datetime(lo.year, lo.month, lo.day, tzinfo=dt.UTC),
+                    dt.datetime(hi.year, hi.month, hi.day, tzinfo=dt.UTC)))
     return out
 
 
@@ -67,77 +78,45 @@ def memory_tsquery(text: str) -> str:
     return " | ".join(f"'{w}'" for w in words)
 
 
+def matching_terms(terms: Sequence[str], stats: CorpusStats, df_cap: float, max_rows: int) -> list[str]:
+    """The terms that select lexical candidates. Only terms in at most ``df_cap`` of the user's
+    turns (a speaker's name is in half of them and would match everything), rarest first while
+    their document frequencies add up to at most ``max_rows`` (each matched row is read and
+    scored: in a 10k-turn history a 10% term alone matches a thousand). When none qualifies, the
+    two rarest known terms (only the rarest if both would exceed the budget). Every term still
+    counts in the score."""
+    known = sorted((t for t in terms if stats.df.get(t, 0) > 0), key=lambda t: (stats.df[t], t))
+    chosen: list[str] = []
+    rows = 0
+    for t in known:
+        df = stats.df[t]
+        if df > df_cap * stats.n_docs or rows + df > max_rows:
+            break
+        chosen.append(t)
+        rows += df
+    if chosen:
+        return chosen
+    for t in known[:2]:  # none is selective: the two rarest, as long as they stay within budget
+        if chosen and rows + stats.df[t] > max_rows:
+            break
+        chosen.append(t)
+        rows += stats.df[t]
+    return chosen
+
+
 _SCOPE = "t.tenant_id = %(t)s and t.agent_id = %(a)s and t.user_id = %(u)s"
 _TURN_COLS = "t.id, t.session_id, t.seq, t.question, t.answer, t.occurred_at, t.lex_parts"
 
-
-def _candidates_sql(*, lexical: bool, dense: bool, dated: bool, plan: CandidatePlan) -> str:
-    """The candidate statement for the sources this query has (a query without terms has no
-    lexical part, one without an embedding no dense part)."""
-    ctes = [
-        "st as (select coalesce(max(n_docs), 0) as n_docs, coalesce(max(total_len), 0) as total_len"
-        " from search_doc_stats where tenant_id = %(t)s and agent_id = %(a)s and user_id = %(u)s)",
-        # idf as retrieval.lexical.CorpusStats.idf computes it (Lucene's, df floored at 1)
-        "w as (select x.ord, plainto_tsquery('simple', x.term) as tq, coalesce(s.df, 0) as df,"
-        " ln(1 + (greatest(st.n_docs, greatest(coalesce(s.df, 0), 1)) - greatest(coalesce(s.df, 0), 1) + 0.5)"
-        " / (greatest(coalesce(s.df, 0), 1) + 0.5)) as idf"
-        " from unnest(%(terms)s::text[]) with ordinality as x(term, ord) cross join st"
-        " left join lateral (select df from search_term_stats where tenant_id = %(t)s and agent_id = %(a)s"
-        " and user_id = %(u)s and term = x.term) s on true)",
-    ]
-    ranked: list[str] = []
-    if lexical:
-        ctes.append(
-            "lexc as (select t.id, t.session_id, t.seq,"
-            " (select coalesce(sum(w.idf), 0) from w where t.lex @@ w.tq) * (%(k1)s + 1)"
-            " / (1 + %(k1)s * (1 - %(b)s + %(b)s * coalesce(t.lex_len, 0)"
-            " / greatest(st.total_len::float8 / greatest(st.n_docs, 1), 1))) as s"
-            f" from turns t, st where {_SCOPE} and t.lex @@ to_tsquery('simple', %(tsq)s)"
-            " order by s desc limit %(n_fts)s)"
-        )
-        ranked.append("select id, session_id, seq, row_number() over (order by s desc) as r from lexc")
-    if dense:
-        ctes.append(
-            "vecc as (select t.id, t.session_id, t.seq, t.embedding <=> %(vec)s::vector as dist"
-            f" from turns t where {_SCOPE} and t.embedding is not null"
-            " order by t.embedding <=> %(vec)s::vector limit %(n_vec)s)"
-        )
-        ranked.append("select id, session_id, seq, row_number() over (order by dist) as r from vecc")
-    sources = ["select id, 0.0::float8 as rrf from fresh"]
-    ctes.append(
-        f"fresh as (select t.id from turns t where {_SCOPE} and t.indexed_at is null"
-        " order by t.created_at desc limit %(n_fresh)s)"
-    )
-    if dated:
-        match = "(select coalesce(sum(w.idf), 0) from w where t.lex @@ w.tq)" if lexical else "0"
-        ctes.append(
-            f"datec as (select t.id from turns t where {_SCOPE}"
-            " and t.occurred_at <@ any(%(ranges)s::text[]::tstzrange[])"
-            f" order by {match} desc, t.occurred_at limit %(n_date)s)"
-        )
-        sources.append("select id, 0.0 from datec")
-    if ranked:
-        ctes.append("ranked as (" + " union all ".join(ranked) + ")")
-        ctes.append("fused as (select id, session_id, seq, sum(1.0 / (%(rrf_k)s + r))::float8 as rrf"
-                    " from ranked group by id, session_id, seq)")
-        sources.append("select id, rrf from fused")
-        if plan.neighbours_of_top:
-            ctes.append("top as (select session_id, seq from fused order by rrf desc limit %(n_nb)s)")
-            # lateral: one unique-index probe per (session, seq), whatever the row estimates
-            ctes.append(
-                "nb as (select t.id from top, unnest(array[top.seq - 1, top.seq + 1]) as n(seq),"
-                " lateral (select t.id from turns t where t.tenant_id = %(t)s and t.session_id = top.session_id"
-                " and t.seq = n.seq and t.agent_id = %(a)s and t.user_id = %(u)s) t)"
-            )
-            sources.append("select id, 0.0 from nb")
-    ctes.append("ids as (select id, max(rrf) as rrf from (" + " union all ".join(sources) + ") x group by id)")
-    return (
-        "with " + ", ".join(ctes) +
-        f" select {_TURN_COLS}, {_cosines(dense)}, ids.rrf, st.n_docs, st.total_len,"
-        " (select array_agg(w.df order by w.ord) from w) as dfs"
-        " from ids cross join st, lateral (select * from turns t where t.tenant_id = %(t)s and t.id = ids.id"
-        " and t.agent_id = %(a)s and t.user_id = %(u)s) t"
-    )
+_STATS_SQL = """
+select set_config('hnsw.ef_search', %(ef)s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),
+       set_config('hnsw.max_scan_tuples', %(max_scan)s, true),
+       coalesce(s.n_docs, 0) as n_docs, coalesce(s.total_len, 0) as total_len,
+       coalesce((select json_object_agg(d.term, d.df) from search_term_stats d
+                  where d.tenant_id = %(t)s and d.agent_id = %(a)s and d.user_id = %(u)s
+                    and d.term = any(%(terms)s::text[])), '{}'::json) as df
+  from (select 1) one
+  left join search_doc_stats s on s.tenant_id = %(t)s and s.agent_id = %(a)s and s.user_id = %(u)s
+"""
 
 
 def _cosines(dense: bool) -> str:
@@ -147,6 +126,90 @@ def _cosines(dense: bool) -> str:
         return "null::float8 as cosine, null::float8 as q_cosine, null::float8 as a_cosine"
     return ", ".join(f"1 - ({col} <=> %(vec)s::vector) as {name}" for col, name in (
         ("t.embedding", "cosine"), ("t.q_embedding", "q_cosine"), ("t.a_embedding", "a_cosine")))
+
+
+def _lexical_sql(*, n_terms: int, matching: bool, dated: bool) -> str:
+    """First-round candidates that need no query vector — lexical, date-range and unindexed
+    turns — as (id, session_id, seq, source, rank among the lexical ones). The ``n_terms``
+    scored terms are parameters ``q<i>`` (tsquery) and ``w<i>`` (idf)."""
+    # IDF-weighted match of a row: an inline sum, one boolean per scored term (cheaper than a
+    # subquery over the terms per row).
+    score = " + ".join(f"%(w{i})s::float8 * (m.lex @@ %(q{i})s::tsquery)::int" for i in range(n_terms)) or "0"
+    parts: list[str] = []
+    if matching:
+        # ce_search_match (0006_search_user_scans.sql): the GIN match, which RLS would prevent
+        parts.append(
+            "select id, session_id, seq, 'l' as src, row_number() over () as r from ("
+            " select m.id, m.session_id, m.seq"
+            " from ce_search_match(%(t)s, %(a)s, %(u)s, to_tsquery('simple', %(tsq)s)) m"
+            f" order by ({score}) * (%(k1)s + 1) / (1 + %(k1)s * (1 - %(b)s + %(b)s * coalesce(m.lex_len, 0)"
+            " / %(avg_len)s)) desc, m.id limit %(n_fts)s) l")
+    if dated:
+        # In-range rows by their IDF-weighted match, among the first ``date_scan`` of each range
+        # (a busy week of a long history holds a thousand turns). One probe of the user's
+        # (occurred_at) btree per range, with plain comparisons: range operators are not
+        # LEAKPROOF, and RLS would keep them out of the index condition.
+        parts.append(
+            "select * from (select d.id, d.session_id, d.seq, 'd' as src, 0::bigint as r"
+            " from unnest(%(los)s::timestamptz[], %(his)s::timestamptz[]) as g(lo, hi), lateral ("
+            " select i.id, i.session_id, i.seq from (select t.id, t.session_id, t.seq, t.occurred_at, t.lex"
+            f" from turns t where {_SCOPE} and t.occurred_at >= g.lo and t.occurred_at < g.hi"
+            " order by t.occurred_at limit %(n_date_scan)s) i"
+            f" order by {score.replace('m.lex', 'i.lex')} desc, i.occurred_at limit %(n_date)s) d"
+            " limit %(n_date)s) dd")
+    parts.append(
+        "select * from (select t.id, t.session_id, t.seq, 'f' as src, 0::bigint as r from turns t"
+        f" where {_SCOPE} and t.indexed_at is null order by t.created_at desc limit %(n_fresh)s) f")
+    return " union all ".join(f"({p})" for p in parts)
+
+
+def _candidates_sql(*, n_terms: int, matching: bool, dated: bool, dense: bool, hnsw: bool, dim: int,
+                    plan: CandidatePlan) -> str:
+    """Every candidate source, the neighbours of the best candidates, and each candidate's row
+    with its cosines — one statement."""
+    ctes = [f"given as materialized ({_lexical_sql(n_terms=n_terms, matching=matching, dated=dated)})"]
+    first = ["select id, session_id, seq from given"]
+    ranked = ["select id, session_id, seq, r from given where src = 'l'"]
+    if dense and hnsw:
+        ctes.append(
+            "vecc as materialized (select v.*, row_number() over () as r from (select t.id, t.session_id, t.seq"
+            f" from turns t where {_SCOPE} and t.embedding is not null order by t.embedding <=> %(vec)s::vector"
+            " limit %(n_vec)s) v)")
+    elif dense:
+        ctes.append(
+            "bqc as materialized (select t.id from turns t"
+            f" where {_SCOPE} and t.bq is not null"
+            f" order by t.bq <~> binary_quantize(%(vec)s::vector)::bit({dim}) limit %(n_bq)s)")
+        ctes.append(
+            "vecc as materialized (select v.*, row_number() over () as r from (select t.id, t.session_id, t.seq"
+            " from bqc, lateral (select t.id, t.session_id, t.seq, t.embedding from turns t"
+            " where t.tenant_id = %(t)s and t.id = bqc.id) t order by t.embedding <=> %(vec)s::vector"
+            " limit %(n_vec)s) v)")
+    if dense:
+        first.append("select id, session_id, seq from vecc")
+        ranked.append("select id, session_id, seq, r from vecc")
+    ctes.append("first_round as materialized (" + " union ".join(first) + ")")
+    sources = "select id from first_round"
+    expand = "first_round"
+    if plan.neighbours and plan.neighbours_of_top is not None:
+        # neighbours of the best first-round turns by reciprocal-rank fusion of the lexical and
+        # dense orders (the re-ranker orders everything afterwards)
+        ctes.append("fused as (select id, session_id, seq, sum(1.0 / (%(rrf_k)s + r)) as rrf from ("
+                    + " union all ".join(ranked) + ") x group by id, session_id, seq"
+                    " order by rrf desc limit %(n_nb)s)")
+        expand = "fused"
+    if plan.neighbours:
+        # lateral: one unique-index probe per (session, seq), whatever the row estimates
+        ctes.append(
+            f"nb as (select t.id from {expand} f, unnest(array[f.seq - 1, f.seq + 1]) as n(seq),"
+            " lateral (select t.id from turns t where t.tenant_id = %(t)s and t.session_id = f.session_id"
+            " and t.seq = n.seq and t.agent_id = %(a)s and t.user_id = %(u)s) t)")
+        sources += " union select id from nb"
+    return (
+        "with " + ", ".join(ctes) + f", ids as ({sources})"
+        f" select {_TURN_COLS}, {_cosines(dense)} from ids, lateral (select * from turns t"
+        " where t.tenant_id = %(t)s and t.id = ids.id and t.agent_id = %(a)s and t.user_id = %(u)s) t"
+    )
 
 
 def _neighbours_sql(dense: bool) -> str:
@@ -194,41 +257,44 @@ class PostgresSearchBackend:
     def search_turns_in(
         self, conn: Conn, scope: Scope, query: SearchQuery, *, k: int, config: RankConfig, plan: CandidatePlan,
     ) -> TurnSearch:
-        """``search_turns`` inside a transaction the caller already holds (QueryContext reads
-        the session and searches in one transaction: one connection checkout)."""
+        """``search_turns`` inside a transaction the caller holds."""
         terms = list(query.features.terms)
-        lexical = bool(terms)
-        vec = query.vector
-        dense = vec is not None
+        base = {"t": scope.tenant_id, "a": scope.agent_id, "u": scope.user_id}
+        head = conn.execute(_STATS_SQL, {**base, "terms": terms, "ef": str(EF_SEARCH),
+                                         "max_scan": str(MAX_SCAN_TUPLES)}).fetchone()
+        assert head is not None  # (select 1) always yields a row
+        n_docs = int(head["n_docs"])
+        stats = CorpusStats(n_docs=n_docs, avg_len=(int(head["total_len"]) / n_docs) if n_docs else 0.0,
+                            df={t: int(d) for t, d in head["df"].items()})
+        scored = [t for t in terms if stats.df.get(t, 0) > 0]
+        match = matching_terms(terms, stats, plan.match_df_cap, plan.match_max_rows)
         ranges = date_ranges(query.features.dates, config) if plan.date_rows else []
         params: dict[str, Any] = {
-            "t": scope.tenant_id, "a": scope.agent_id, "u": scope.user_id, "terms": terms,
-            "tsq": query.features.tsquery, "vec": vector_literal(vec) if vec is not None else None,
-            "ranges": ranges, "k1": config.k1, "b": config.b, "n_fts": plan.fts, "n_vec": plan.vector,
-            "n_date": plan.date_rows, "n_nb": plan.neighbours_of_top, "n_fresh": plan.unindexed,
-            "rrf_k": plan.rrf_k,
+            **base, "tsq": " | ".join(f"'{t}'" for t in match), "los": [lo for lo, _ in ranges],
+            "his": [hi for _, hi in ranges], "k1": config.k1, "b": config.b, "avg_len": max(stats.avg_len, 1.0),
+            "n_fts": plan.fts, "n_vec": plan.vector, "n_bq": plan.vector * plan.bq_oversample,
+            "n_date": plan.date_rows, "n_fresh": plan.unindexed, "n_date_scan": plan.date_scan,
+            "n_nb": plan.neighbours_of_top, "rrf_k": plan.rrf_k,
         }
-        if dense:
-            tune_vector_search(conn)
-        sql = _candidates_sql(lexical=lexical, dense=dense, dated=bool(ranges), plan=plan)
+        for i, t in enumerate(scored):
+            params[f"q{i}"], params[f"w{i}"] = f"'{t}'", stats.idf(t)
+        vec = query.vector
+        dense = vec is not None
+        params["vec"] = vector_literal(vec) if vec is not None else None
+        sql = _candidates_sql(n_terms=len(scored), matching=bool(match), dated=bool(ranges), dense=dense,
+                              hnsw=n_docs > plan.exact_scan_max, dim=len(vec) if vec is not None else 0, plan=plan)
         rows = conn.execute(sql, params).fetchall()
-        if not rows:
-            return TurnSearch(hits=[], candidates=0, round_trips=1)
-        first = rows[0]
-        n_docs = int(first["n_docs"])
-        stats = CorpusStats(
-            n_docs=n_docs,
-            avg_len=(int(first["total_len"]) / n_docs) if n_docs else 0.0,
-            df={t: int(d) for t, d in zip(terms, first["dfs"] or [], strict=False)},
-        )
 
         def fetch_neighbours(keys: list[tuple[str, int]]) -> list[TurnRow]:
             found = conn.execute(_neighbours_sql(dense), {
                 **params, "sessions": [s for s, _ in keys], "seqs": [q for _, q in keys]}).fetchall()
             return [_row(r) for r in found]
 
-        return rank_turns(query, [_row(r) for r in rows], stats, k=k, config=config, plan=plan,
-                          fetch_neighbours=fetch_neighbours)
+        if not rows:
+            return TurnSearch(hits=[], candidates=0, round_trips=2)
+        found = rank_turns(query, [_row(r) for r in rows], stats, k=k, config=config, plan=plan,
+                           fetch_neighbours=fetch_neighbours)
+        return TurnSearch(hits=found.hits, candidates=found.candidates, round_trips=found.round_trips + 1)
 
     # --- memories ------------------------------------------------------------------------
     def search_memories(self, scope: Scope, query: SearchQuery, *, k: int) -> list[ScoredMemory]:

@@ -74,8 +74,8 @@ def rank_turns(
     candidates = [to_candidate(r) for r in rows]
     scored = rank(query.features, candidates, stats, config)
     trips = 1
-    if plan.second_pass_neighbours and plan.neighbours_of_top and scored:
-        wanted = missing_neighbours(scored, top=plan.neighbours_of_top)
+    if plan.second_pass_neighbours and plan.second_pass_top and scored:
+        wanted = missing_neighbours(scored, top=plan.second_pass_top)
         if wanted:
             extra = [to_candidate(r) for r in fetch_neighbours(wanted)]
             trips += 1

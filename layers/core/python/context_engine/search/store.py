@@ -89,7 +89,10 @@ def store_turn_index(conn: Conn, tenant_id: str, turns: Sequence[PendingTurn], l
     if not turns:
         return 0
     cur = conn.execute(
-        "update turns t set lex = to_tsvector('simple', x.terms), lex_len = x.len, lex_parts = array[x.q, x.a],"
+        # lex: the analyzed terms plus the user's scope lexeme (0006_search_user_scans.sql)
+        "update turns t set lex = to_tsvector('simple', x.terms)"
+        " || array_to_tsvector(array[ce_search_scope(t.tenant_id, t.agent_id, t.user_id)]),"
+        " lex_len = x.len, lex_parts = array[x.q, x.a],"
         " embedding = x.vec::vector, q_embedding = x.qvec::vector, a_embedding = x.avec::vector,"
         " embedding_model = %s, indexed_at = now()"
         " from unnest(%s::uuid[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"

@@ -343,9 +343,9 @@ def assemble(
 def dedupe_materials(materials: Materials, budget: int | None = None) -> Materials:
     """Drop retrieved turns that are recent turns or near-duplicates of them or of better
     retrieved turns, and memories that restate a better memory. Pairwise comparison is
-    quadratic, so with a ``budget`` only the first ``budget // 50`` items are compared: a
-    packed turn costs about 50 tokens or more, so items further down are rarely packed, and
-    a near-duplicate among them costs a little room, never correctness."""
+    quadratic (and analyzing each text costs too), so with a ``budget`` only the first
+    ``budget // 100`` items of each list are compared — the ones that take most of the room; a
+    near-duplicate further down costs a little room, never correctness."""
     recent_ids = {str(t.id) for t in materials.recent}
     items: list[tuple[str, Any]] = [("recent", t) for t in materials.recent]
     items += [("retrieved", s) for s in materials.retrieved if s.candidate.id not in recent_ids]
@@ -356,7 +356,7 @@ def dedupe_materials(materials: Materials, budget: int | None = None) -> Materia
             return render_turn(obj.question, obj.answer)
         return "\n".join(p.text for p in obj.candidate.parts)
 
-    limit = len(items) if budget is None else max(20, budget // 50)
+    limit = len(items) if budget is None else max(10, budget // 100)
     kept = dedupe(items, text_of, threshold=DUPLICATE_THRESHOLD, limit=limit)
     retrieved = [obj for kind, obj in kept if kind == "retrieved"]
     memories = dedupe(list(materials.memories), lambda m: m.memory.content, threshold=DUPLICATE_THRESHOLD,
@@ -521,12 +521,15 @@ def retrieve(rt: Runtime, tenant_id: str, req: QueryContextRequest, res: Resolve
     wanted = set(req.include) if req.include is not None else set(SECTIONS)
     if not res.query.strip() or not ({"history", "memory"} & wanted):
         return session
+    # Embedded up front. Overlapping the embedding with the lexical statement (a deferred
+    # vector) was measured slower on the 2-core machine where PostgreSQL, the model and Python
+    # share the cores (p50 +2 ms, p95 +5 ms): docs/query.md.
     search = SearchQuery.build(res.query, query_vectors.get(rt, res.query))
     scope = Scope(tenant_id=tenant_id, agent_id=req.agent_id, user_id=res.user_id)
     backend = search_backend(rt)
     memories_future = None
     if "memory" in wanted:
-        memories_future = _pool.submit(backend.search_memories, scope, search, k=_k_memories(req, res.budget))
+        memories_future = _search_pool.submit(backend.search_memories, scope, search, k=_k_memories(req, res.budget))
     retrieved: list[Scored] = []
     if "history" in wanted and res.user_id is not None:
         # ask for as many more as there are recent turns: those are dropped as duplicates
@@ -536,7 +539,7 @@ def retrieve(rt: Runtime, tenant_id: str, req: QueryContextRequest, res: Resolve
                      tools=session.tools)
 
 
-_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="context-search")
+_search_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="context-search")
 
 
 def _cache_key(rt: Runtime, tenant_id: str, req: QueryContextRequest, state: QueryState, res: Resolved) -> str:
