@@ -40,6 +40,7 @@ def _opensearch_backend(rt: Runtime, conf: tuple[str, str]) -> Any:
         backend = _opensearch.get(conf)
         if backend is None:
             backend = OpenSearchBackend.from_url(conf[0], prefix=conf[1])
+            backend.ensure_indices(rt.settings.embedding_dim)
             _opensearch[conf] = backend
         return backend
 
