@@ -28,7 +28,7 @@ def test_every_dependency_changes_the_key() -> None:
 def test_ids_with_separators_cannot_collide() -> None:
     assert key(user="a:b", session="c") != key(user="a", session="b:c")
     assert key().startswith(session_prefix("t", "a", "u", "s"))
-    assert session_prefix("t", "a", "u", "s") == "ctx:t:a:u:s:"  # services.turns.session_cache_prefix agrees
+    assert session_prefix("t", "a", "u", "s") == "ctx:t:a:u:s:"
 
 
 def test_indexed_date_form_matches_the_retrieval_one() -> None:

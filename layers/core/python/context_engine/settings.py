@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     pool_max_size: int = 8
     embedding_dim: int = 384
 
+    # --- search ------------------------------------------------------------------
+    search_backend: Literal["postgres", "opensearch"] = "postgres"
+    opensearch_url: str | None = Field(default=None, description="AWS: the OpenSearch domain endpoint.")
+    opensearch_index_prefix: str = "context-engine"
+
     # --- cache -------------------------------------------------------------------
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "CONTEXT_ENGINE_REDIS_URL"))
     cache_ttl_s: int = 900

@@ -25,12 +25,12 @@ def _opensearch_settings(rt: Runtime) -> tuple[str, str] | None:
     """(url, index prefix) when the deployment searches OpenSearch: settings
     ``search_backend = "opensearch"``, ``opensearch_url``, ``opensearch_index_prefix``."""
     settings = rt.settings
-    if getattr(settings, "search_backend", "postgres") != "opensearch":
+    if settings.search_backend != "opensearch":
         return None
-    url = getattr(settings, "opensearch_url", None)
+    url = settings.opensearch_url
     if not url:
         raise RuntimeError("search_backend is 'opensearch' but opensearch_url is not set")
-    return str(url), str(getattr(settings, "opensearch_index_prefix", "context-engine"))
+    return str(url), str(settings.opensearch_index_prefix)
 
 
 def _opensearch_backend(rt: Runtime, conf: tuple[str, str]) -> Any:

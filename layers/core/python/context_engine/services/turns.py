@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from context_engine.cache.keys import session_prefix
 from context_engine.errors import Conflict, NotFound, too_large
 from context_engine.events.envelope import EventEnvelope
 from context_engine.models.api import (
@@ -126,7 +127,7 @@ def delete_session(rt: Runtime, principal: Principal, session_id: str) -> Delete
         event = EventEnvelope(detail_type=CONTEXT_DELETED, tenant_id=tenant, detail={
             "session_id": session_id, "agent_id": session.agent_id, "user_id": session.user_id, "scope": "session"})
         outbox.add(conn, tenant, event.event_id, event.detail_type, event.detail)
-    rt.cache.delete_prefix(session_cache_prefix(tenant, session.agent_id, session.user_id, session_id))
+    rt.cache.delete_prefix(session_prefix(tenant, session.agent_id, session.user_id, session_id))
     rt.publish_committed(tenant, [event])
     return DeletedResponse(deleted=True, counts=counts)
 
@@ -147,6 +148,3 @@ def delete_turn(rt: Runtime, principal: Principal, session_id: str, turn_id: UUI
     rt.publish_committed(tenant, [event])
     return DeletedResponse(deleted=True, counts={"turns": 1})
 
-
-def session_cache_prefix(tenant_id: str, agent_id: str, user_id: str, session_id: str) -> str:
-    return f"ctx:{tenant_id}:{agent_id}:{user_id}:{session_id}:"
