@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -40,11 +41,22 @@ def run_demo(url: str, key: str | None) -> None:
         status, body = call(url, key, "POST", f"/v1/sessions/{session}/turns",
                             {"agent_id": "travel-bot", "user_id": "alice", "question": q, "answer": a})
         print(f"POST /v1/sessions/{session}/turns -> {status} {body}")
-    status, body = call(url, key, "POST", "/v1/context/query", {
-        "agent_id": "travel-bot", "user_id": "alice", "session_id": session,
-        "query": "Where should I stay and what can I eat?", "token_budget": 120})
-    print(f"POST /v1/context/query -> {status}: token_count={body.get('token_count')} "
-          f"budget={body.get('token_budget')} cache={body.get('cache')}")
+    status, body = call(url, key, "POST", "/v1/memories", {
+        "agent_id": "travel-bot", "user_id": "alice", "content": "Alice prefers window seats and trains to planes.",
+        "importance": 0.8})
+    print(f"POST /v1/memories -> {status}")
+    time.sleep(1.5)  # indexing runs after the write is acknowledged (the index consumer)
+    query = {"agent_id": "travel-bot", "user_id": "alice", "session_id": session,
+             "query": "Where should I stay and what can I eat?", "token_budget": 160}
+    for attempt in ("first", "same query again"):
+        status, body = call(url, key, "POST", "/v1/context/query", query)
+        print(f"POST /v1/context/query ({attempt}) -> {status}: token_count={body.get('token_count')} "
+              f"budget={body.get('token_budget')} cache={body.get('cache')}")
     print("---- context ----\n" + str(body.get("context")) + "\n-----------------")
+    status, body = call(url, key, "POST", "/v1/context/query", {
+        "agent_id": "travel-bot", "user_id": "alice", "query": "how does Alice like to travel?", "token_budget": 80})
+    print("QueryContext without a session (retrieval over history and memories):")
+    for snippet in body.get("snippets", []):
+        print(f"  [{snippet['type']}] score={snippet['score']:.2f} {snippet['content'][:70]!r}")
     status, body = call(url, key, "POST", f"/v1/sessions/{session}/turns", {"agent_id": "travel-bot"})
     print(f"invalid body -> {status} {body}")
