@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
+from context_engine.db.database import Conn
 from context_engine.errors import Conflict, NotFound, ValidationFailed, too_large
 from context_engine.events.envelope import EventEnvelope
 from context_engine.models.api import RegisterToolChainRequest, ToolCallsResponse, UpdateToolResultRequest
 from context_engine.models.domain import TERMINAL_TOOL_STATUSES, TOOL_TRANSITIONS, Principal, ToolCall
 from context_engine.repos import outbox, sessions, tool_calls
 from context_engine.runtime import Runtime
+from context_engine.services import tenants
 from context_engine.services.authz import Action, require, require_agent
 from context_engine.services.turns import load_session
 from context_engine.text.tokens import count_tokens
@@ -54,7 +58,8 @@ def register_chain(
                                        details=[{"loc": ["body", "calls", offset, "parent_call_id"]}])
             call = tool_calls.insert(
                 conn, tenant, session_id=session_id, agent_id=req.agent_id, user_id=req.user_id,
-                call_id=spec.call_id, name=spec.name, arguments=spec.arguments, turn_id=spec.turn_id,
+                call_id=spec.call_id, name=spec.name, arguments=protect_json(rt, conn, tenant, spec.arguments),
+                turn_id=spec.turn_id,
                 parent_call_id=spec.parent_call_id, status=spec.status, chain_seq=chain_seq + offset)
             if call is None:
                 raise Conflict(f"tool call {spec.call_id} already exists",
@@ -86,15 +91,54 @@ def update_result(
                            details=[{"loc": ["body", "status"]}])
         if req.status == current.status and current.status in TERMINAL_TOOL_STATUSES:
             raise Conflict(f"call is already {current.status}", details=[{"loc": ["body", "status"]}])
-        text = render_tool_output(req.result, req.error)
+        result, error = protect_json(rt, conn, tenant, [req.result, req.error])
+        text = render_tool_output(result, error)
         call = tool_calls.update_result(
-            conn, tenant, session_id, call_id, status=req.status, result=req.result, error=req.error,
+            conn, tenant, session_id, call_id, status=req.status, result=result, error=error,
             token_count=count_tokens(text), terminal=req.status in TERMINAL_TOOL_STATUSES)
         version = sessions.bump_window(conn, tenant, session_id)
         event = _event(tenant, call, version)
         outbox.add(conn, tenant, event.event_id, event.detail_type, event.detail)
     rt.publish_committed(tenant, [event])
     return call
+
+
+def protect_json(rt: Runtime, conn: Conn, tenant_id: str, value: Any) -> Any:
+    """The tenant's privacy policy on every string inside a JSON value (tool arguments,
+    results and errors carry user data as much as turns do), in one policy pass."""
+    leaves: dict[str, str] = {}
+
+    def collect(v: Any) -> Any:
+        if isinstance(v, str):
+            name = str(len(leaves))
+            leaves[name] = v
+            return _Leaf(name)
+        if isinstance(v, dict):
+            return {k: collect(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [collect(x) for x in v]
+        return v
+
+    shape = collect(value)
+    if not leaves:
+        return value
+    texts = tenants.protect(rt, conn, tenant_id, leaves).texts
+
+    def rebuild(v: Any) -> Any:
+        if isinstance(v, _Leaf):
+            return texts[v.name]
+        if isinstance(v, dict):
+            return {k: rebuild(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [rebuild(x) for x in v]
+        return v
+
+    return rebuild(shape)
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    name: str
 
 
 def render_tool_output(result: object, error: object) -> str:
