@@ -15,6 +15,7 @@ from aws_cdk.aws_logs import RetentionDays
 from constructs import Node
 
 DEFAULT_SUMMARY_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
+SEARCH_BACKENDS = ("postgres", "opensearch")
 
 
 def _bool(value: Any) -> bool:
@@ -53,6 +54,17 @@ class StackConfig:
     cache_node_type: str = "cache.t4g.small"
     # Replicas per shard; >= 1 enables Multi-AZ automatic failover.
     cache_replicas: int = 1
+    # --- search index --------------------------------------------------------------
+    # "postgres": full text + pgvector in Aurora, no domain. "opensearch": an OpenSearch domain
+    # (constructs/search.py) that the query, index and governance functions use.
+    search_backend: str = "postgres"
+    search_instance_type: str = "r6g.large.search"
+    # Data nodes, split evenly over the two AZs (zone awareness): an even number >= 2.
+    search_data_nodes: int = 2
+    # Dedicated master nodes: 3 (quorum survives one loss) or 0 (data nodes elect; dev only).
+    search_master_nodes: int = 3
+    search_master_instance_type: str = "m6g.large.search"
+    search_volume_gb: int = 20
     # --- functions and API -------------------------------------------------------
     log_retention_days: int = 30
     reserved_concurrency: dict[str, int] = field(default_factory=dict)
@@ -74,11 +86,23 @@ class StackConfig:
             raise ValueError("natGateways must be 0, 1 or 2")
         if self.db_min_acu > self.db_max_acu:
             raise ValueError("dbMinAcu must not exceed dbMaxAcu")
+        if self.search_backend not in SEARCH_BACKENDS:
+            raise ValueError(f"searchBackend must be one of {SEARCH_BACKENDS}, got {self.search_backend!r}")
+        if self.search_data_nodes < 2 or self.search_data_nodes % 2:
+            raise ValueError("searchDataNodes must be an even number >= 2 (two AZs, zone awareness)")
+        if self.search_master_nodes not in (0, 3, 5):
+            raise ValueError("searchMasterNodes must be 0, 3 or 5")
+        if self.search_volume_gb < 10:
+            raise ValueError("searchVolumeGb must be at least 10")
         log_retention(self.log_retention_days)
 
     @property
     def retention(self) -> RetentionDays:
         return log_retention(self.log_retention_days)
+
+    @property
+    def opensearch(self) -> bool:
+        return self.search_backend == "opensearch"
 
     @classmethod
     def from_context(cls, node: Node) -> StackConfig:
@@ -96,6 +120,12 @@ class StackConfig:
             backup_retention_days=int(get("backupRetentionDays", d.backup_retention_days)),
             cache_node_type=str(get("cacheNodeType", d.cache_node_type)),
             cache_replicas=int(get("cacheReplicas", d.cache_replicas)),
+            search_backend=str(get("searchBackend", d.search_backend)).strip().lower(),
+            search_instance_type=str(get("searchInstanceType", d.search_instance_type)),
+            search_data_nodes=int(get("searchDataNodes", d.search_data_nodes)),
+            search_master_nodes=int(get("searchMasterNodes", d.search_master_nodes)),
+            search_master_instance_type=str(get("searchMasterInstanceType", d.search_master_instance_type)),
+            search_volume_gb=int(get("searchVolumeGb", d.search_volume_gb)),
             log_retention_days=int(get("logRetentionDays", d.log_retention_days)),
             reserved_concurrency=_mapping(get("reservedConcurrency", {})),
             api_throttle_rate=int(get("apiThrottleRate", d.api_throttle_rate)),

@@ -31,6 +31,7 @@ from infra_cdk.constructs.network import Network
 from infra_cdk.constructs.observability import Observability
 from infra_cdk.constructs.pipeline import Pipeline
 from infra_cdk.constructs.sandbox import Sandbox
+from infra_cdk.constructs.search import Search
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AUTHORIZER = "authorizer"
@@ -112,6 +113,8 @@ class ContextEngineStack(Stack):
         self.governance = Governance(self, "Governance", shared=self.shared)
         self.sandbox = Sandbox(self, "Sandbox", shared=self.shared,
                                state_machine=self.pipeline.state_machines["sandbox_run"])
+        # Only when the config selects OpenSearch (the infra tests' fixture does).
+        self.search = Search(self, "Search", shared=self.shared) if config.opensearch else None
 
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the HTTP API")
         CfnOutput(self, "EventBusName", value=self.bus.bus.event_bus_name)

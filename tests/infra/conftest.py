@@ -1,7 +1,8 @@
 """One CDK synth per test session, shared by every infra test (a synth costs ~10 s, ~0.5 GB).
 
 The app is built exactly as ``infra_cdk/app.py`` builds it (cdk.json context), except that
-the layer is the package-only fallback (tests must not depend on ``make layer``) and cdk-nag
+the layer is the package-only fallback (tests must not depend on ``make layer``), the search
+backend is OpenSearch (so its domain is in the template; the default is PostgreSQL) and cdk-nag
 runs explicitly in test_security.py instead of failing the synth.
 """
 
@@ -49,6 +50,9 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     from aws_cdk.assertions import Template
     from infra_cdk.app import build_app
 
-    app, stack = build_app({"layerDir": ""}, outdir=str(tmp_path_factory.mktemp("cdk.out")), nag=False)
+    # searchBackend=opensearch: the OpenSearch domain (constructs/search.py) is synthesized and
+    # asserted too; with the default (postgres) the stack simply has no search construct.
+    context = {"layerDir": "", "searchBackend": "opensearch"}
+    app, stack = build_app(context, outdir=str(tmp_path_factory.mktemp("cdk.out")), nag=False)
     template = Template.from_stack(stack)
     return Synth(app=app, stack=stack, template=template, json=dict(template.to_json()))
