@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from context_engine.models.domain import Memory
@@ -85,6 +87,54 @@ def memory_mappings(dim: int) -> dict[str, Any]:
             "embedding": {**_KNN, "dimension": dim},
         }},
     }
+
+
+# --- the client ----------------------------------------------------------------------------
+# An Amazon OpenSearch Service endpoint: ``[vpc-]name-id.<region>.es.amazonaws.com`` (``.cn`` in
+# the China partitions); ``aoss`` is OpenSearch Serverless.
+_AWS_HOST = re.compile(r"\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.(?P<service>es|aoss)\.amazonaws\.com(?:\.cn)?$")
+CLIENT_TIMEOUT_S = 5
+
+
+def build_client(url: str, *, sign: bool | None = None, region: str | None = None,
+                 timeout: float = CLIENT_TIMEOUT_S) -> Any:
+    """An ``OpenSearch`` client for ``url``.
+
+    A domain's endpoint (an ``*.es.amazonaws.com`` host) admits only IAM principals, so its
+    requests are SigV4-signed (``AWSV4SignerAuth`` over ``RequestsHttpConnection``, service
+    ``es``) with the credentials boto3 resolves — in Lambda, the function role's, refreshed
+    by boto3 as they rotate. The region comes from the host, else ``region``, else boto3's
+    (``AWS_REGION``). Any other URL (``osmem-server``, a local OpenSearch) is used unsigned
+    unless ``sign=True``."""
+    from opensearchpy import OpenSearch
+
+    host = urlsplit(url).hostname or ""
+    match = _AWS_HOST.search(host)
+    if sign is None:
+        sign = match is not None
+    if not sign:
+        return OpenSearch(hosts=[url], timeout=timeout)
+
+    import boto3
+    from opensearchpy import AWSV4SignerAuth, RequestsHttpConnection
+
+    session = boto3.Session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise RuntimeError("OpenSearch requests must be SigV4-signed but boto3 found no AWS credentials")
+    signing_region = match["region"] if match else (region or session.region_name)
+    if not signing_region:
+        raise RuntimeError(f"no AWS region to sign OpenSearch requests to {host!r} (set AWS_REGION)")
+    service = match["service"] if match else "es"
+    return OpenSearch(
+        hosts=[url],
+        http_auth=AWSV4SignerAuth(credentials, signing_region, service),
+        connection_class=RequestsHttpConnection,
+        verify_certs=True,
+        timeout=timeout,
+        # the query path runs the turn and memory searches concurrently
+        pool_maxsize=8,
+    )
 
 
 # --- request bodies (pure: the k-NN ones are tested for their shape) -------------------------
@@ -177,10 +227,9 @@ class OpenSearchBackend:
         self.memories_index = f"{prefix}-memories"
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "context-engine") -> OpenSearchBackend:
-        from opensearchpy import OpenSearch
-
-        return cls(OpenSearch(hosts=[url], timeout=5), prefix=prefix)
+    def from_url(cls, url: str, *, prefix: str = "context-engine", sign: bool | None = None,
+                 region: str | None = None) -> OpenSearchBackend:
+        return cls(build_client(url, sign=sign, region=region), prefix=prefix)
 
     def ensure_indices(self, dim: int) -> None:
         """Create the indices if missing (deploy time, or the first indexer run)."""
