@@ -8,6 +8,12 @@ tokens, mean pooling over the attention mask, L2 normalisation.
 Loading takes about a second, so the session and tokenizer are loaded lazily, once per
 process per (model, tokenizer, threads), and shared by every ``MiniLMOnnxEmbedder``; a
 Lambda keeps them warm across invocations.
+
+``embed_query`` (one short text, on QueryContext's critical path) runs on its own session with
+one intra-op thread (``query_threads``). With onnxruntime's default pool (a thread per core,
+spinning between runs) a query embedding cost ~21 ms of CPU for ~5 ms of wall time on the
+2-core machine: the spinning thread took a core from PostgreSQL while it ran the candidate
+statement. One thread: ~6 ms of CPU, about the same wall time (docs/query.md).
 """
 
 from __future__ import annotations
@@ -91,7 +97,8 @@ def _load(model_path: Path, tokenizer_path: Path, threads: int) -> tuple[Any, An
 
 
 class MiniLMOnnxEmbedder:
-    """384-d sentence embeddings; ``threads=0`` lets onnxruntime pick (all cores)."""
+    """384-d sentence embeddings; ``threads=0`` lets onnxruntime pick (all cores) for batches,
+    ``query_threads`` is the pool of the single-query session (1 unless told otherwise)."""
 
     def __init__(
         self,
@@ -100,11 +107,16 @@ class MiniLMOnnxEmbedder:
         tokenizer_path: str | Path | None = None,
         threads: int | None = None,
         batch_size: int = 32,
+        query_threads: int | None = None,
     ) -> None:
         self._model_path = Path(model_path) if model_path else None
         self._tokenizer_path = Path(tokenizer_path) if tokenizer_path else None
         self._threads = (
             threads if threads is not None else int(os.environ.get("CONTEXT_ENGINE_EMBED_THREADS", "0"))
+        )
+        self._query_threads = (
+            query_threads if query_threads is not None
+            else int(os.environ.get("CONTEXT_ENGINE_EMBED_QUERY_THREADS", "1"))
         )
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
@@ -121,16 +133,17 @@ class MiniLMOnnxEmbedder:
     def warm_up(self) -> None:
         """Load the model now (e.g. during a Lambda's init phase) instead of on first use."""
         self._session()
+        self._session(self._query_threads)
 
-    def _session(self) -> tuple[Any, Any, tuple[str, ...]]:
+    def _session(self, threads: int | None = None) -> tuple[Any, Any, tuple[str, ...]]:
         return _load(
             self._model_path or default_model_path(),
             self._tokenizer_path or default_tokenizer_path(),
-            self._threads,
+            self._threads if threads is None else threads,
         )
 
-    def _run(self, texts: list[str]) -> FloatArray:
-        session, tokenizer, inputs = self._session()
+    def _run(self, texts: list[str], threads: int | None = None) -> FloatArray:
+        session, tokenizer, inputs = self._session(threads)
         encodings = tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
@@ -155,4 +168,4 @@ class MiniLMOnnxEmbedder:
         return out
 
     def embed_query(self, text: str) -> FloatArray:
-        return self.embed([text])[0]
+        return self._run([text], self._query_threads)[0]
