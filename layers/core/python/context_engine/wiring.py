@@ -184,7 +184,7 @@ QUEUES: dict[str, QueueSpec] = {
 EVENT_RULES: dict[str, EventRule] = {
     r.name: r
     for r in [
-        EventRule("index", ("TurnWritten", "MemoryWritten", "ToolCallUpdated"), queue="index"),
+        EventRule("index", ("TurnWritten", "MemoryWritten", "ToolCallUpdated", "ContextDeleted"), queue="index"),
         EventRule("compress", ("TurnWritten", "ContextRebuildRequested", "ContextDeleted"), queue="compress"),
         EventRule("audit", DOMAIN_EVENTS, queue="audit"),
     ]

@@ -44,9 +44,27 @@ def handle_index(d: Delivery) -> None:
         d.after_effect(lambda: _index_turn(d.rt, event, indexing, prepare))
     elif isinstance(event, MemoryWritten):
         d.after_effect(lambda: indexing.index_memory(d.rt, d.tenant_id, event.memory_id))
+    elif isinstance(event, ContextDeleted):
+        d.after_effect(lambda: _unindex(d.rt, event))
     elif isinstance(event, ToolCallUpdated):
         # A tool result changes what the next context holds: prepare it again.
         d.after_effect(lambda: prepare.prepare_contexts(d.rt, d.tenant_id, event.session_id))
+
+
+def _unindex(rt: Runtime, event: ContextDeleted) -> None:
+    """DeleteContext removes rows in PostgreSQL (its own index); an external search index
+    (OpenSearch) must drop the documents too, or deleted turns would still be retrieved."""
+    from context_engine.search import index_mirror
+
+    mirror = index_mirror(rt)
+    if mirror is None:
+        return
+    if event.scope == "turn" and event.turn_id:
+        mirror.delete_turns(event.tenant_id, [event.turn_id])
+    elif event.scope == "memory" and event.memory_id:
+        mirror.delete_memories(event.tenant_id, [event.memory_id])
+    elif event.scope == "session" and event.session_id:
+        mirror.delete_session(event.tenant_id, event.session_id)
 
 
 def _index_turn(rt: Runtime, event: TurnWritten, indexing: Any, prepare: Any) -> None:

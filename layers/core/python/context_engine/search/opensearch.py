@@ -292,6 +292,9 @@ class OpenSearchBackend:
     def delete_memories(self, tenant_id: str, memory_ids: Sequence[UUID]) -> None:
         self._delete(self.memories_index, tenant_id, [{"ids": {"values": [str(i) for i in memory_ids]}}])
 
+    def delete_session(self, tenant_id: str, session_id: str) -> None:
+        self._delete(self.turns_index, tenant_id, [{"term": {"session_id": session_id}}])
+
     def delete_user(self, tenant_id: str, user_id: str) -> None:
         for index in (self.turns_index, self.memories_index):
             self._delete(index, tenant_id, [{"term": {"user_id": user_id}}])
