@@ -7,7 +7,7 @@ is kept. Only the top of the list matters for packing, so ``limit`` bounds the w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from context_engine.retrieval.lexical import analyze
@@ -27,14 +27,20 @@ def dedupe(
     *,
     threshold: float = 0.85,
     limit: int = 200,
+    terms_of: Callable[[T], Iterable[str]] | None = None,
 ) -> list[T]:
     """``items`` (best first) without near-duplicates of a better item; items past ``limit``
-    are kept as they are."""
+    are kept as they are. ``terms_of`` (optional) gives an item's analyzed terms when the
+    caller already has them (``analyze(text_of(item))`` otherwise)."""
     kept: list[T] = []
     kept_sets: list[frozenset[str]] = []
     for item in items[:limit]:
-        terms = frozenset(analyze(text_of(item)))
-        if any(jaccard(terms, other) >= threshold for other in kept_sets):
+        terms = frozenset(terms_of(item) if terms_of is not None else analyze(text_of(item)))
+        n = len(terms)
+        # |a ∩ b| / |a ∪ b| <= min(|a|, |b|) / max(|a|, |b|): sets of very different sizes
+        # cannot reach the threshold, so only similar sizes are intersected.
+        if any((min(n, len(other)) >= threshold * max(n, len(other))) and jaccard(terms, other) >= threshold
+               for other in kept_sets):
             continue
         kept.append(item)
         kept_sets.append(terms)

@@ -106,12 +106,18 @@ class Scored:
 
 
 @functools.lru_cache(maxsize=65536)
-def _analyzed(text: str) -> tuple[str, ...]:
+def analyzed(text: str) -> tuple[str, ...]:
+    """``analyze(text)`` as a tuple, cached (texts repeat across queries)."""
     return tuple(analyze(text))
 
 
-def _terms(part: Part) -> tuple[str, ...]:
-    return part.terms if part.terms is not None else _analyzed(part.text)
+def part_terms(part: Part) -> tuple[str, ...]:
+    """A part's analyzed terms: the stored ones, else analyzed here (cached)."""
+    return part.terms if part.terms is not None else analyzed(part.text)
+
+
+_analyzed = analyzed
+_terms = part_terms
 
 
 def _as_date(value: dt.date | dt.datetime | None) -> dt.date | None:

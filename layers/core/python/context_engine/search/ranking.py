@@ -35,25 +35,28 @@ class TurnRow:
 
 
 def to_candidate(row: TurnRow) -> Candidate:
-    texts = (row.question, row.answer)
+    # hot path (~150 rows per query): plain loops, no generators
+    lex = row.lex_parts
+    n_lex = len(lex) if lex is not None else 0
     parts: list[Part] = []
     part_dense: list[float | None] = []
-    for i, text in enumerate(texts):
+    any_dense = False
+    for i, text in enumerate((row.question, row.answer)):
         if not text:
             continue  # a turn without an answer has one part
-        terms = None
-        if row.lex_parts is not None and i < len(row.lex_parts) and row.lex_parts[i] is not None:
-            terms = tuple(row.lex_parts[i].split())
-        parts.append(Part(text=text, terms=terms))
-        part_dense.append(row.part_cosines[i])
+        stored = lex[i] if lex is not None and i < n_lex else None
+        parts.append(Part(text=text, terms=tuple(stored.split()) if stored is not None else None))
+        x = row.part_cosines[i]
+        if x is not None:
+            any_dense = True
+            x = float(x)
+        part_dense.append(x)
     day = utc_date(row.occurred_at)
     # The re-ranker fills a missing cosine with the worst present one; a row with none at all
     # (not indexed yet, or indexed before utterance vectors existed) passes None.
-    pd = tuple(float(x) if x is not None else None for x in part_dense) if any(
-        x is not None for x in part_dense) else None
     return Candidate(id=row.id, session_id=row.session_id, seq=row.seq, parts=tuple(parts), occurred_at=day,
                      date_text=_date_text(day), dense=None if row.cosine is None else float(row.cosine),
-                     part_dense=pd)  # type: ignore[arg-type]
+                     part_dense=tuple(part_dense) if any_dense else None)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=4096)

@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +51,7 @@ from context_engine.models.domain import (
 from context_engine.observability.powertools import metrics
 from context_engine.repos import tool_calls, turns
 from context_engine.retrieval import Scored, dedupe, pack
+from context_engine.retrieval.rerank import analyzed, part_terms
 from context_engine.runtime import Runtime
 from context_engine.search import search_backend
 from context_engine.search.base import Scope, ScoredMemory, SearchQuery
@@ -161,7 +162,7 @@ def _fit(text: str, room: int) -> str | None:
     return cut or None
 
 
-def _pack_items(items: Sequence[tuple[str, Snippet]], room: int, sep: str = "\n",
+def _pack_items(items: Iterable[tuple[str, Snippet]], room: int, sep: str = "\n",
                 order: Callable[[list[tuple[str, Snippet]]], list[tuple[str, Snippet]]] | None = None,
                 ) -> _Section:
     """Greedy in priority order: whole items while they fit; the first that does not is
@@ -186,24 +187,24 @@ def _pack_items(items: Sequence[tuple[str, Snippet]], room: int, sep: str = "\n"
     return _section(sep.join(t for t, _ in chosen), [s for _, s in chosen])
 
 
-def _memory_items(memories: Sequence[ScoredMemory]) -> list[tuple[str, Snippet]]:
-    out = []
+def render_memory(m: ScoredMemory) -> str:
+    return f"- {m.memory.content}"
+
+
+def _memory_items(memories: Sequence[ScoredMemory]) -> Iterator[tuple[str, Snippet]]:
+    # lazy: packing stops at the first item that does not fit, so most snippets are never built
     for m in memories:
-        text = f"- {m.memory.content}"
-        out.append((text, Snippet(type="memory", content=text, score=m.score, token_count=count_tokens(text),
-                                  provenance=Provenance(memory_id=m.memory.id))))
-    return out
+        text = render_memory(m)
+        yield text, Snippet(type="memory", content=text, score=m.score, token_count=count_tokens(text),
+                            provenance=Provenance(memory_id=m.memory.id))
 
 
-def _tool_items(calls: Sequence[ToolCall]) -> list[tuple[str, Snippet]]:
-    out = []
+def _tool_items(calls: Sequence[ToolCall]) -> Iterator[tuple[str, Snippet]]:
     for c in calls:
         text = render_tool(c)
-        out.append((text, Snippet(type="tool", content=text, score=1.0 if c.status in ("pending", "running") else 0.5,
-                                  token_count=count_tokens(text),
-                                  provenance=Provenance(session_id=c.session_id, call_id=c.call_id,
-                                                        turn_id=c.turn_id))))
-    return out
+        yield text, Snippet(type="tool", content=text, score=1.0 if c.status in ("pending", "running") else 0.5,
+                            token_count=count_tokens(text),
+                            provenance=Provenance(session_id=c.session_id, call_id=c.call_id, turn_id=c.turn_id))
 
 
 def _recent_items(recent: Sequence[Turn]) -> list[tuple[str, Snippet]]:
@@ -274,9 +275,9 @@ def _demand(materials: Materials, cap: int) -> dict[str, int]:
     earlier = (sum(count_tokens(p.text) + 1 for p in s.candidate.parts) + 8 for s in materials.retrieved)
     return {
         "summary": materials.summary.token_count if materials.summary else 0,
-        "memory": _capped_sum((count_tokens(t) + 1 for t, _ in _memory_items(materials.memories)), cap),
+        "memory": _capped_sum((count_tokens(render_memory(m)) + 1 for m in materials.memories), cap),
         "history": _capped_sum(itertools.chain(recent, earlier), cap),
-        "tool": _capped_sum((count_tokens(t) + 1 for t, _ in _tool_items(materials.tools)), cap),
+        "tool": _capped_sum((count_tokens(render_tool(c)) + 1 for c in materials.tools), cap),
     }
 
 
@@ -356,11 +357,19 @@ def dedupe_materials(materials: Materials, budget: int | None = None) -> Materia
             return render_turn(obj.question, obj.answer)
         return "\n".join(p.text for p in obj.candidate.parts)
 
+    def terms_of(item: tuple[str, Any]) -> Iterable[str]:
+        # the same terms as analyze(text_of(item)): a newline never joins two words, and a
+        # retrieved part's terms are the indexer's analyze(part) (or analyzed once, cached)
+        kind, obj = item
+        if kind == "recent":
+            return analyzed(text_of(item))
+        return itertools.chain.from_iterable(part_terms(p) for p in obj.candidate.parts)
+
     limit = len(items) if budget is None else max(10, budget // 100)
-    kept = dedupe(items, text_of, threshold=DUPLICATE_THRESHOLD, limit=limit)
+    kept = dedupe(items, text_of, threshold=DUPLICATE_THRESHOLD, limit=limit, terms_of=terms_of)
     retrieved = [obj for kind, obj in kept if kind == "retrieved"]
     memories = dedupe(list(materials.memories), lambda m: m.memory.content, threshold=DUPLICATE_THRESHOLD,
-                      limit=limit)
+                      limit=limit, terms_of=lambda m: analyzed(m.memory.content))
     return Materials(summary=materials.summary, memories=memories, recent=materials.recent, retrieved=retrieved,
                      tools=materials.tools)
 
