@@ -88,6 +88,7 @@ def main() -> None:
     report("QueryContext (handler)", query_ms)
     print(f"write throughput: {n / elapsed:,.0f} turns/s sequential; peak traced Python memory while writing: "
           f"{peak / 1e6:.1f} MB")
+    rt.flush_marks()  # outbox marks are batched; settle them before the pool closes
     rt.db.close()
     if not os.environ.get("BENCH_DATA_DIR"):
         from context_engine.db.embedded import stop_embedded

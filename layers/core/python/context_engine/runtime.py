@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from context_engine.cache import Cache, build_cache
 from context_engine.db.database import Database
@@ -32,6 +33,11 @@ class Runtime:
     publisher: Publisher
     _embedder: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Published events whose outbox rows are not marked yet, by tenant (see publish_committed).
+    _unmarked: dict[str, list[UUID]] = field(default_factory=dict, repr=False)
+    _marks_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _marks_timer: threading.Timer | None = field(default=None, repr=False)
+    mark_delay_s: float = 0.5
 
     @property
     def embedder(self) -> Any:
@@ -48,7 +54,13 @@ class Runtime:
 
     def publish_committed(self, tenant_id: str, events: Sequence[EventEnvelope]) -> None:
         """Publish events whose outbox rows have committed; mark the accepted ones. A crash
-        or a failure here loses nothing: the outbox relay republishes unmarked rows."""
+        or a failure here loses nothing: the outbox relay republishes unmarked rows.
+
+        Marking is deferred: accepted ids are collected and marked in one batch transaction
+        ``mark_delay_s`` later (``flush_marks``), so a write pays one commit, not two. A row
+        whose mark is lost (the process dies first, the batch fails) is republished by the
+        relay once it is ``min_age_s`` old: at-least-once, as before; consumers deduplicate
+        on event_id, so a redelivery has no second effect."""
         if not events:
             return
         try:
@@ -57,8 +69,36 @@ class Runtime:
             log.exception("publish failed; outbox relay will retry", extra={"count": len(events)})
             return
         accepted = [e.event_id for e in events if e.event_id not in failed]
-        with self.db.tenant(tenant_id) as conn:
-            outbox.mark_published(conn, tenant_id, accepted)
+        if not accepted:
+            return
+        with self._marks_lock:
+            self._unmarked.setdefault(tenant_id, []).extend(accepted)
+            if self._marks_timer is None:
+                timer = threading.Timer(self.mark_delay_s, self._flush_marks_later)
+                timer.daemon = True
+                self._marks_timer = timer
+                timer.start()
+
+    def _flush_marks_later(self) -> None:
+        with self._marks_lock:
+            self._marks_timer = None
+        self.flush_marks()
+
+    def flush_marks(self) -> int:
+        """Mark every published-but-unmarked outbox row now (one transaction per tenant, no
+        WAL flush wait: a mark lost in a database crash only means one republish). Returns
+        how many ids were marked or attempted."""
+        with self._marks_lock:
+            pending, self._unmarked = self._unmarked, {}
+        for tenant_id, ids in pending.items():
+            try:
+                with self.db.tenant(tenant_id) as conn:
+                    conn.execute("set local synchronous_commit = off")
+                    outbox.mark_published(conn, tenant_id, ids)
+            except Exception:
+                log.exception("marking outbox rows failed; the relay will republish them",
+                              extra={"tenant_id": tenant_id, "count": len(ids)})
+        return sum(len(ids) for ids in pending.values())
 
 
 _runtime: Runtime | None = None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
+from context_engine.audit import http as audit_http
 from context_engine.cache.keys import session_prefix
 from context_engine.errors import Conflict, NotFound, too_large
 from context_engine.events.envelope import EventEnvelope
@@ -56,7 +58,8 @@ def write_turn(
     rt: Runtime, principal: Principal, session_id: str, req: WriteTurnRequest, idempotency_key: str | None
 ) -> tuple[WriteTurnResponse, bool]:
     """Store one turn. Returns (response, replayed). One transaction writes the turn, the
-    session counters, the idempotency record and the outbox row; then the event is published."""
+    session counters, the window version, the idempotency record, the outbox row and the
+    request's audit record (one commit); then the event is published."""
     require(principal, Action.write)
     require_agent(principal, req.agent_id)
     check_turn_limits(rt, req)
@@ -71,31 +74,35 @@ def write_turn(
                 if prior["request_hash"] != _request_hash(session_id, req):
                     raise Conflict("Idempotency-Key was already used with a different request",
                                    details={"header": "Idempotency-Key"})
-                return WriteTurnResponse(**prior["response"]), True
-        session = sessions.ensure(conn, tenant, session_id, req.agent_id, req.user_id)
-        if (session.agent_id, session.user_id) != (req.agent_id, req.user_id):
-            if not principal.can_access_agent(session.agent_id):
-                raise NotFound("session not found", details={"session_id": session_id})
-            raise Conflict("session belongs to another agent or user",
-                           details=[{"loc": ["body", "agent_id"]}, {"loc": ["body", "user_id"]}])
+                replay = WriteTurnResponse(**prior["response"])
+                audit_http.record_in_transaction(conn, tenant, replay, 201)
+                return replay, True
         # The tenant's privacy policy runs before anything is stored, counted or indexed.
         protected = tenants.protect(rt, conn, tenant, {"question": req.question, "answer": req.answer})
         question, answer = protected.texts["question"], protected.texts["answer"]
         token_count = count_tokens(question) + count_tokens(answer)
-        seq = sessions.advance(conn, tenant, session_id, token_count)
-        turn = turns.insert(
-            conn, tenant, turn_id=uuid4(), session_id=session_id, agent_id=req.agent_id, user_id=req.user_id,
-            seq=seq, question=question, answer=answer, occurred_at=occurred_at, token_count=token_count,
+        turn_id = uuid4()
+        detail: dict[str, Any] = {"session_id": session_id, "turn_id": str(turn_id), "agent_id": req.agent_id,
+                                  "user_id": req.user_id, "token_count": token_count}
+        written = turns.append(
+            conn, tenant, turn_id=turn_id, session_id=session_id, agent_id=req.agent_id, user_id=req.user_id,
+            question=question, answer=answer, occurred_at=occurred_at, token_count=token_count,
             metadata=req.metadata, search_text=turn_search_text(question, answer, occurred_at),
+            event_id=event.event_id, detail_type=event.detail_type, detail=detail,
         )
-        version = sessions.bump_window(conn, tenant, session_id)
-        event.detail = {"session_id": session_id, "turn_id": str(turn.id), "seq": seq, "agent_id": req.agent_id,
-                        "user_id": req.user_id, "token_count": token_count, "window_version": version}
-        outbox.add(conn, tenant, event.event_id, event.detail_type, event.detail)
-        response = WriteTurnResponse(turn_id=turn.id, seq=seq, token_count=token_count)
+        if written is None:  # the session exists and belongs to another agent or user
+            session = sessions.get(conn, tenant, session_id)
+            if session is None or not principal.can_access_agent(session.agent_id):
+                raise NotFound("session not found", details={"session_id": session_id})
+            raise Conflict("session belongs to another agent or user",
+                           details=[{"loc": ["body", "agent_id"]}, {"loc": ["body", "user_id"]}])
+        seq, version = written
+        event.detail = {**detail, "seq": seq, "window_version": version}
+        response = WriteTurnResponse(turn_id=turn_id, seq=seq, token_count=token_count)
         if idempotency_key:
             idempotency.store(conn, tenant, f"turn:{session_id}", idempotency_key, 201,
                               response.model_dump(mode="json"))
+        audit_http.record_in_transaction(conn, tenant, response, 201)
     rt.publish_committed(tenant, [event])
     return response, False
 
