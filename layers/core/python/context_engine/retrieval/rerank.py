@@ -49,8 +49,13 @@ class Part:
     def speaker_name(self) -> str | None:
         if self.speaker:
             return self.speaker
-        m = _SPEAKER_PREFIX.match(self.text)
-        return m.group(1) if m else None
+        return _leading_speaker(self.text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _leading_speaker(text: str) -> str | None:
+    m = _SPEAKER_PREFIX.match(text)
+    return m.group(1) if m else None
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,8 @@ class Scored:
 
     @property
     def best_part(self) -> int:
-        return int(np.argmax(self.part_scores)) if self.part_scores else 0
+        ps = self.part_scores  # the first of equal maxima, as np.argmax (without its overhead)
+        return max(range(len(ps)), key=ps.__getitem__) if ps else 0
 
 
 @functools.lru_cache(maxsize=65536)
@@ -195,7 +201,7 @@ def rank(
     target = next(iter(named)) if len(named) == 1 else None
 
     # A part is scored as its own short document; it is about half a turn long.
-    part_avg = stats.avg_len / max(1.0, float(np.mean([len(c.parts) for c in cands])))
+    part_avg = stats.avg_len / max(1.0, sum(len(c.parts) for c in cands) / len(cands))
     part_owner: list[int] = []
     part_lex: list[float] = []
     part_dense: list[float | None] = []
