@@ -76,3 +76,33 @@ def test_query_context_never_exceeds_budget(runtime, admin) -> None:
         from context_engine.text.tokens import count_tokens
 
         assert count_tokens(res.context) == res.token_count
+
+
+def test_concurrent_writes_to_a_new_session_get_consecutive_seqs(runtime, admin) -> None:
+    """Writers race to create the session and then to advance it: the session row lock (taken
+    by the one upsert statement) orders them, so seqs are 1..n with no gap or duplicate, and
+    the counters and window version agree."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(i: int) -> int:
+        return turns.write_turn(runtime, admin, "race", _req(question=f"q{i}"), None)[0].seq
+
+    with ThreadPoolExecutor(6) as pool:
+        seqs = list(pool.map(write, range(60)))
+    assert sorted(seqs) == list(range(1, 61))
+    info = turns.get_session(runtime, admin, "race")
+    assert info.session.turn_count == 60 and info.session.last_seq == 60
+    assert info.window.version == 61  # created at 1, bumped by each write
+    page = turns.list_turns(runtime, admin, "race", 0, 100)
+    assert [t.seq for t in page.items] == list(range(1, 61))
+
+
+def test_a_session_of_another_user_is_a_conflict_and_writes_nothing(runtime, admin) -> None:
+    turns.write_turn(runtime, admin, "mine", _req(), None)
+    with pytest.raises(Conflict):
+        turns.write_turn(runtime, admin, "mine", _req(user_id="u2"), None)
+    info = turns.get_session(runtime, admin, "mine")
+    assert info.session.turn_count == 1 and info.session.user_id == "u1"
+    scoped = Principal(tenant_id=admin.tenant_id, key_id="k2", role=Role.writer, agent_id="a2")
+    with pytest.raises(NotFound):  # a key scoped to another agent does not learn the session exists
+        turns.write_turn(runtime, scoped, "mine", _req(agent_id="a2"), None)

@@ -163,3 +163,40 @@ def test_async_commit_access_records_are_recorded_too(api, keys, monkeypatch) ->
     get_governance_settings.cache_clear()
     assert api("GET", "/v1/sessions/s1/turns", key=keys["reader"][1])[0] == 404
     assert ("turns.list", keys["reader"][0]) in {(r["action"], r["actor"]) for r in audit_log(api)}
+
+
+def test_a_write_commits_its_audit_record_with_it_and_a_failed_write_leaves_only_a_failure(  # type: ignore[no-untyped-def]
+        api, keys, gov_runtime, tenant_id, monkeypatch) -> None:
+    """The write's success record is taken into the write's own transaction (one commit):
+    exactly one record per call, replays included; a write that rolls back leaves no success
+    record and no turn, only its failure record."""
+    from context_engine.audit import http as audit_http
+
+    body = {"agent_id": "a1", "user_id": "u1", "question": "Hi?", "answer": "Hello."}
+    status, turn = api("POST", "/v1/sessions/s9/turns", body)
+    assert status == 201
+    headers = {"authorization": f"Bearer {keys['admin'][1]}", "content-type": "application/json",
+               "idempotency-key": "k1"}
+    for _ in range(2):  # first use, then a replay
+        resp = api.gateway.handle("POST", "/v1/sessions/s9/turns", headers, json.dumps(body).encode())
+        assert resp.status == 201
+    # The session belongs to u1: a write for u2 is a conflict and writes nothing.
+    assert api("POST", "/v1/sessions/s9/turns", {**body, "user_id": "u2"})[0] == 409
+
+    real = audit_http.record_in_transaction
+
+    def then_fail(*args: Any, **kwargs: Any) -> bool:
+        real(*args, **kwargs)
+        raise RuntimeError("the database went away before the commit")
+
+    monkeypatch.setattr(audit_http, "record_in_transaction", then_fail)
+    assert api("POST", "/v1/sessions/s9/turns", body)[0] == 500
+    monkeypatch.undo()
+
+    writes = [r for r in audit_log(api) if r["action"] == "turn.write" and r["details"].get("session_id") == "s9"]
+    outcomes = sorted((r["outcome"], r["details"]["status"]) for r in writes)
+    assert outcomes == [("failed", 409), ("failed", 500), ("success", 201), ("success", 201), ("success", 201)]
+    assert turn["turn_id"] in {r["resource_id"] for r in writes}
+    with gov_runtime.db.tenant(tenant_id) as conn:
+        n = conn.execute("select count(*) n from turns where tenant_id = %s and session_id = 's9'", [tenant_id])
+        assert n.fetchone()["n"] == 2  # the plain write and the keyed one; the replay, conflict and failure wrote none

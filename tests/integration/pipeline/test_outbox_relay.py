@@ -135,3 +135,28 @@ def test_concurrent_relays_publish_each_event_once(eb_runtime, admin, aws_pipeli
     audit = _tenant_messages(aws_pipeline.drain("audit"), admin.tenant_id)
     seqs = sorted(json.loads(m["Body"])["detail"]["seq"] for m in audit)
     assert seqs == list(range(1, 13))
+
+
+def test_published_events_are_marked_in_a_later_batch_and_never_sent_twice(eb_runtime, admin,
+                                                                           aws_pipeline) -> None:
+    """The write does not wait for its mark: the runtime batches marks (one transaction for
+    many writes) shortly after. Until then the relay leaves the young rows alone; once marked,
+    a relay run finds nothing of ours to publish."""
+    eb_runtime.mark_delay_s = 0.05
+    written = write_turns(eb_runtime, admin, "s1", 3)
+    for _ in range(100):
+        if _unpublished(eb_runtime, admin.tenant_id) == 0:
+            break
+        threading.Event().wait(0.05)
+    assert _unpublished(eb_runtime, admin.tenant_id) == 0
+    relay_outbox(eb_runtime, min_age_s=0)
+    audit = _tenant_messages(aws_pipeline.drain("audit"), admin.tenant_id)
+    assert sorted(json.loads(m["Body"])["detail"]["turn_id"] for m in audit) == sorted(str(w.turn_id) for w in written)
+
+
+def test_flush_marks_settles_what_is_pending(eb_runtime, admin, aws_pipeline) -> None:
+    eb_runtime.mark_delay_s = 3600  # the timer never fires in this test
+    write_turns(eb_runtime, admin, "s1", 2)
+    assert _unpublished(eb_runtime, admin.tenant_id) == 2  # published, not marked yet
+    assert eb_runtime.flush_marks() == 2
+    assert _unpublished(eb_runtime, admin.tenant_id) == 0
