@@ -38,8 +38,9 @@ def dedupe(
         terms = frozenset(terms_of(item) if terms_of is not None else analyze(text_of(item)))
         n = len(terms)
         # |a ∩ b| / |a ∪ b| <= min(|a|, |b|) / max(|a|, |b|): sets of very different sizes
-        # cannot reach the threshold, so only similar sizes are intersected.
-        if any((min(n, len(other)) >= threshold * max(n, len(other))) and jaccard(terms, other) >= threshold
+        # cannot reach the threshold, so only similar sizes are intersected (the slack keeps
+        # float rounding from skipping a pair that jaccard() would accept).
+        if any(min(n, len(other)) + 1e-9 >= threshold * max(n, len(other)) and jaccard(terms, other) >= threshold
                for other in kept_sets):
             continue
         kept.append(item)
