@@ -134,9 +134,11 @@ def delete_session(rt: Runtime, principal: Principal, session_id: str) -> Delete
         event = EventEnvelope(detail_type=CONTEXT_DELETED, tenant_id=tenant, detail={
             "session_id": session_id, "agent_id": session.agent_id, "user_id": session.user_id, "scope": "session"})
         outbox.add(conn, tenant, event.event_id, event.detail_type, event.detail)
+        response = DeletedResponse(deleted=True, counts=counts)
+        audit_http.record_in_transaction(conn, tenant, response, 200)
     rt.cache.delete_prefix(session_prefix(tenant, session.agent_id, session.user_id, session_id))
     rt.publish_committed(tenant, [event])
-    return DeletedResponse(deleted=True, counts=counts)
+    return response
 
 
 def delete_turn(rt: Runtime, principal: Principal, session_id: str, turn_id: UUID) -> DeletedResponse:
@@ -152,6 +154,8 @@ def delete_turn(rt: Runtime, principal: Principal, session_id: str, turn_id: UUI
             "session_id": session_id, "agent_id": session.agent_id, "user_id": session.user_id,
             "turn_id": str(turn_id), "seq": turn.seq, "scope": "turn"})
         outbox.add(conn, tenant, event.event_id, event.detail_type, event.detail)
+        response = DeletedResponse(deleted=True, counts={"turns": 1})
+        audit_http.record_in_transaction(conn, tenant, response, 200)
     rt.publish_committed(tenant, [event])
-    return DeletedResponse(deleted=True, counts={"turns": 1})
+    return response
 
