@@ -9,6 +9,7 @@ session, so the date (which temporal questions need) is paid once per session, n
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +38,13 @@ class PackedContext:
     text: str
     snippets: tuple[Snippet, ...]  # in rendered order
     token_count: int
+
+
+@functools.lru_cache(maxsize=8192)
+def _capped(text: str, max_tokens: int) -> str:
+    """An utterance cut to ``max_tokens`` (default encoding), remembered: a user's long
+    utterances come back in query after query, and cutting one costs an encode and a decode."""
+    return truncate_to_tokens(text, max_tokens, suffix="…")
 
 
 def default_header(candidate: Candidate) -> str:
@@ -96,52 +104,49 @@ def pack(
         return PackedContext("", (), 0)
     if mode not in ("parts", "turns"):
         raise ValueError("mode must be 'parts' or 'turns'")
-    items: list[tuple[float, Snippet, Candidate]] = []
-    for s in scored:
-        cand = s.candidate
+    # (priority, scored index, part index or -1 for the whole turn); snippets are built only
+    # for what is chosen (a few dozen of several hundred items)
+    items: list[tuple[float, int, int]] = []
+    for si, s in enumerate(scored):
         if mode == "turns":
-            text = "\n".join(p.text for p in cand.parts)
-            items.append(
-                (
-                    s.score,
-                    Snippet(cand.id, cand.session_id, cand.seq, None, text, s.score, cand.occurred_at),
-                    cand,
-                )
-            )
+            items.append((s.score, si, -1))
             continue
         best = s.best_part
-        for pi, part in enumerate(cand.parts):
-            prio = s.score + part_weight * (s.part_scores[pi] if pi < len(s.part_scores) else 0.0)
+        ps = s.part_scores
+        n_ps = len(ps)
+        for pi in range(len(s.candidate.parts)):
+            prio = s.score + part_weight * (ps[pi] if pi < n_ps else 0.0)
             if pi != best:
                 prio -= other_part_penalty
-            items.append(
-                (
-                    prio,
-                    Snippet(cand.id, cand.session_id, cand.seq, pi, part.text, prio, cand.occurred_at),
-                    cand,
-                )
-            )
+            items.append((prio, si, pi))
     items.sort(key=lambda x: -x[0])
 
     chosen: list[tuple[Snippet, Candidate]] = []
     sessions: set[str] = set()
+    header_cost: dict[tuple[object, ...], int] = {}
     used = 0
     skipped = 0
-    for _, snip, cand in items:
-        text = snip.text
+    for prio, si, pi in items:
+        cand = scored[si].candidate
+        text = "\n".join(p.text for p in cand.parts) if pi < 0 else cand.parts[pi].text
         tokens = count_tokens(text, encoding)
         if max_part_tokens is not None and mode == "parts" and tokens > max_part_tokens:
-            text = truncate_to_tokens(text, max_part_tokens, encoding, suffix="…")
+            text = (_capped(text, max_part_tokens) if encoding is None
+                    else truncate_to_tokens(text, max_part_tokens, encoding, suffix="…"))
             if not text:
                 continue
             tokens = count_tokens(text, encoding)
-            snip = Snippet(
-                snip.candidate_id, snip.session_id, snip.seq, snip.part, text, snip.score, snip.occurred_at
-            )
         # A line costs its tokens plus the newline; a new session adds its header and a blank line.
         cost = tokens + 1
-        if header is not None and snip.session_id not in sessions:
-            cost += count_tokens(header(cand), encoding) + 2
+        if header is not None and cand.session_id not in sessions:
+            if header is default_header:  # depends on the session and the date only: count once
+                key = (cand.session_id, cand.occurred_at, cand.date_text)
+                hc = header_cost.get(key)
+                if hc is None:
+                    hc = header_cost[key] = count_tokens(header(cand), encoding)
+            else:
+                hc = count_tokens(header(cand), encoding)
+            cost += hc + 2
         if used + cost > budget:
             # Once the budget is nearly full, a long run of misfits means nothing useful still fits.
             skipped += 1
@@ -149,8 +154,9 @@ def pack(
                 break
             continue
         skipped = 0
-        chosen.append((snip, cand))
-        sessions.add(snip.session_id)
+        chosen.append((Snippet(cand.id, cand.session_id, cand.seq, None if pi < 0 else pi, text, prio,
+                               cand.occurred_at), cand))
+        sessions.add(cand.session_id)
         used += cost
         if budget - used < 4:
             break
