@@ -73,6 +73,9 @@ class LocalQueue:
                 for m in [m for m in self.pending if m.visible_at <= now][: max_items - len(batch)]:
                     self.pending.remove(m)
                     batch.append(m)
+                    # In flight from the moment it leaves `pending`: while the batch is still
+                    # gathering (the lock is released in wait) the queue must not look idle.
+                    self.in_flight += 1
                 if len(batch) >= max_items:
                     break
                 if batch:
@@ -86,7 +89,6 @@ class LocalQueue:
                     timeout = first_deadline - now
                 # Capped: a redelivered message becomes visible without a notify.
                 self.cond.wait(timeout=min(timeout, 0.05))
-            self.in_flight += len(batch)
         return batch
 
     def settle(self, batch: list[LocalMessage], failed: set[str], redelivery_delay_s: float) -> None:
