@@ -45,7 +45,7 @@ def to_candidate(row: TurnRow) -> Candidate:
         if not text:
             continue  # a turn without an answer has one part
         stored = lex[i] if lex is not None and i < n_lex else None
-        parts.append(Part(text=text, terms=tuple(stored.split()) if stored is not None else None))
+        parts.append(Part(text=text, terms=_split_terms(stored) if stored is not None else None))
         x = row.part_cosines[i]
         if x is not None:
             any_dense = True
@@ -57,6 +57,12 @@ def to_candidate(row: TurnRow) -> Candidate:
     return Candidate(id=row.id, session_id=row.session_id, seq=row.seq, parts=tuple(parts), occurred_at=day,
                      date_text=_date_text(day), dense=None if row.cosine is None else float(row.cosine),
                      part_dense=tuple(part_dense) if any_dense else None)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=65536)
+def _split_terms(stored: str) -> tuple[str, ...]:
+    """A stored utterance's terms (space-separated); the same turns come back query after query."""
+    return tuple(stored.split())
 
 
 @functools.lru_cache(maxsize=4096)
