@@ -29,17 +29,6 @@ def ensure(conn: Conn, tenant_id: str, session_id: str, agent_id: str, user_id: 
     return session
 
 
-def advance(conn: Conn, tenant_id: str, session_id: str, tokens: int) -> int:
-    row = conn.execute(
-        "update sessions set last_seq = last_seq + 1, turn_count = turn_count + 1,"
-        " token_count = token_count + %s, updated_at = now()"
-        " where tenant_id = %s and id = %s returning last_seq",
-        [tokens, tenant_id, session_id],
-    ).fetchone()
-    assert row is not None
-    return int(row["last_seq"])
-
-
 def delete(conn: Conn, tenant_id: str, session_id: str) -> dict[str, int]:
     """Delete a session and everything hanging off it (turns, tool calls, window cascade)."""
     counts = {}

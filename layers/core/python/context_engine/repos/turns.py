@@ -11,32 +11,6 @@ from context_engine.models.domain import Turn
 COLS = "id, session_id, agent_id, user_id, seq, question, answer, occurred_at, token_count, metadata, created_at"
 
 
-def insert(
-    conn: Conn,
-    tenant_id: str,
-    *,
-    turn_id: UUID,
-    session_id: str,
-    agent_id: str,
-    user_id: str,
-    seq: int,
-    question: str,
-    answer: str,
-    occurred_at: datetime,
-    token_count: int,
-    metadata: dict[str, Any],
-    search_text: str,
-) -> Turn:
-    row = conn.execute(
-        f"insert into turns (tenant_id, id, session_id, agent_id, user_id, seq, question, answer, occurred_at,"
-        f" token_count, metadata, search_text) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) returning {COLS}",
-        [tenant_id, turn_id, session_id, agent_id, user_id, seq, question, answer, occurred_at, token_count,
-         json.dumps(metadata), search_text],
-    ).fetchone()
-    assert row is not None
-    return Turn(**row)
-
-
 def get(conn: Conn, tenant_id: str, session_id: str, turn_id: UUID) -> Turn | None:
     row = conn.execute(
         f"select {COLS} from turns where tenant_id = %s and session_id = %s and id = %s",
