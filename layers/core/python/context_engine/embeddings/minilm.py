@@ -9,11 +9,12 @@ Loading takes about a second, so the session and tokenizer are loaded lazily, on
 process per (model, tokenizer, threads), and shared by every ``MiniLMOnnxEmbedder``; a
 Lambda keeps them warm across invocations.
 
-``embed_query`` (one short text, on QueryContext's critical path) runs on its own session with
-one intra-op thread (``query_threads``). With onnxruntime's default pool (a thread per core,
-spinning between runs) a query embedding cost ~21 ms of CPU for ~5 ms of wall time on the
-2-core machine: the spinning thread took a core from PostgreSQL while it ran the candidate
-statement. One thread: ~6 ms of CPU, about the same wall time (docs/query.md).
+``embed_query`` (one short text, on QueryContext's critical path) runs on its own session whose
+pool threads do not spin. With onnxruntime's default pool (a thread per core, spinning between
+runs) a QueryContext miss cost ~44 ms of process CPU for ~28 ms of wall time on the 2-core
+machine: the spinning thread took a core from PostgreSQL while it ran the candidate statement.
+The query session has the batch session's thread count by default (the same vectors, bit for
+bit, as before: reduction order depends on the thread count), ``query_threads`` overrides it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ MAX_TOKENS = 256
 _DATA_DIR = Path(__file__).parent / "data"
 _BUNDLED_TOKENIZER = _DATA_DIR / "minilm_tokenizer.json"
 
-_loaded: dict[tuple[str, str, int], tuple[Any, Any, tuple[str, ...]]] = {}
+_loaded: dict[tuple[str, str, int, bool], tuple[Any, Any, tuple[str, ...]]] = {}
 _load_lock = threading.Lock()
 
 
@@ -62,8 +63,9 @@ def default_tokenizer_path() -> Path:
     return Path(env) if env else _BUNDLED_TOKENIZER
 
 
-def _load(model_path: Path, tokenizer_path: Path, threads: int) -> tuple[Any, Any, tuple[str, ...]]:
-    key = (str(model_path), str(tokenizer_path), threads)
+def _load(model_path: Path, tokenizer_path: Path, threads: int, spin: bool = True,
+          ) -> tuple[Any, Any, tuple[str, ...]]:
+    key = (str(model_path), str(tokenizer_path), threads, spin)
     cached = _loaded.get(key)
     if cached is not None:
         return cached
@@ -88,6 +90,8 @@ def _load(model_path: Path, tokenizer_path: Path, threads: int) -> tuple[Any, An
         if threads > 0:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if not spin:  # idle pool threads block instead of busy-waiting for the next run
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
@@ -97,8 +101,8 @@ def _load(model_path: Path, tokenizer_path: Path, threads: int) -> tuple[Any, An
 
 
 class MiniLMOnnxEmbedder:
-    """384-d sentence embeddings; ``threads=0`` lets onnxruntime pick (all cores) for batches,
-    ``query_threads`` is the pool of the single-query session (1 unless told otherwise)."""
+    """384-d sentence embeddings; ``threads=0`` lets onnxruntime pick (all cores).
+    ``query_threads``: the pool of the single-query session (default: ``threads``)."""
 
     def __init__(
         self,
@@ -114,9 +118,9 @@ class MiniLMOnnxEmbedder:
         self._threads = (
             threads if threads is not None else int(os.environ.get("CONTEXT_ENGINE_EMBED_THREADS", "0"))
         )
+        env_query = os.environ.get("CONTEXT_ENGINE_EMBED_QUERY_THREADS")
         self._query_threads = (
-            query_threads if query_threads is not None
-            else int(os.environ.get("CONTEXT_ENGINE_EMBED_QUERY_THREADS", "1"))
+            query_threads if query_threads is not None else int(env_query) if env_query else self._threads
         )
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
@@ -133,17 +137,18 @@ class MiniLMOnnxEmbedder:
     def warm_up(self) -> None:
         """Load the model now (e.g. during a Lambda's init phase) instead of on first use."""
         self._session()
-        self._session(self._query_threads)
+        self._session(self._query_threads, spin=False)
 
-    def _session(self, threads: int | None = None) -> tuple[Any, Any, tuple[str, ...]]:
+    def _session(self, threads: int | None = None, *, spin: bool = True) -> tuple[Any, Any, tuple[str, ...]]:
         return _load(
             self._model_path or default_model_path(),
             self._tokenizer_path or default_tokenizer_path(),
             self._threads if threads is None else threads,
+            spin,
         )
 
-    def _run(self, texts: list[str], threads: int | None = None) -> FloatArray:
-        session, tokenizer, inputs = self._session(threads)
+    def _run(self, texts: list[str], threads: int | None = None, *, spin: bool = True) -> FloatArray:
+        session, tokenizer, inputs = self._session(threads, spin=spin)
         encodings = tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
@@ -168,4 +173,4 @@ class MiniLMOnnxEmbedder:
         return out
 
     def embed_query(self, text: str) -> FloatArray:
-        return self._run([text], self._query_threads)[0]
+        return self._run([text], self._query_threads, spin=False)[0]

@@ -532,7 +532,8 @@ def retrieve(rt: Runtime, tenant_id: str, req: QueryContextRequest, res: Resolve
         return session
     # Embedded up front. Overlapping the embedding with the lexical statement (a deferred
     # vector) was measured slower on the 2-core machine where PostgreSQL, the model and Python
-    # share the cores (p50 +2 ms, p95 +5 ms): docs/query.md.
+    # share the cores (p50 +2 ms, p95 +5 ms); re-measured with the one-thread query session,
+    # starting the embedding right after the cache miss: no gain, +0.8 ms CPU (docs/query.md).
     search = SearchQuery.build(res.query, query_vectors.get(rt, res.query))
     scope = Scope(tenant_id=tenant_id, agent_id=req.agent_id, user_id=res.user_id)
     backend = search_backend(rt)
