@@ -15,6 +15,10 @@ runs) a QueryContext miss cost ~44 ms of process CPU for ~28 ms of wall time on 
 machine: the spinning thread took a core from PostgreSQL while it ran the candidate statement.
 The query session has the batch session's thread count by default (the same vectors, bit for
 bit, as before: reduction order depends on the thread count), ``query_threads`` overrides it.
+The trade-off, measured on the idle 2-core machine: spinning keeps a miss's p50 ~1.5 ms lower
+(the pool is awake when the next run starts); without it p95 is equal or better and the CPU
+per miss halves, which is what counts where cores are shared or fractional (Lambda).
+``CONTEXT_ENGINE_EMBED_QUERY_SPIN=1`` turns spinning back on.
 """
 
 from __future__ import annotations
@@ -122,6 +126,7 @@ class MiniLMOnnxEmbedder:
         self._query_threads = (
             query_threads if query_threads is not None else int(env_query) if env_query else self._threads
         )
+        self._query_spin = os.environ.get("CONTEXT_ENGINE_EMBED_QUERY_SPIN", "0") == "1"
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
         self._batch_size = batch_size
@@ -137,7 +142,7 @@ class MiniLMOnnxEmbedder:
     def warm_up(self) -> None:
         """Load the model now (e.g. during a Lambda's init phase) instead of on first use."""
         self._session()
-        self._session(self._query_threads, spin=False)
+        self._session(self._query_threads, spin=self._query_spin)
 
     def _session(self, threads: int | None = None, *, spin: bool = True) -> tuple[Any, Any, tuple[str, ...]]:
         return _load(
@@ -173,4 +178,4 @@ class MiniLMOnnxEmbedder:
         return out
 
     def embed_query(self, text: str) -> FloatArray:
-        return self._run([text], self._query_threads, spin=False)[0]
+        return self._run([text], self._query_threads, spin=self._query_spin)[0]
