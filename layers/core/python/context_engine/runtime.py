@@ -90,6 +90,10 @@ class Runtime:
         how many ids were marked or attempted."""
         with self._marks_lock:
             pending, self._unmarked = self._unmarked, {}
+        if pending and self.db.pool.closed:
+            # Shutting down: the relay republishes these rows; nothing to report as an error.
+            log.info("pool closed; outbox marks left to the relay", extra={"count": sum(map(len, pending.values()))})
+            return 0
         for tenant_id, ids in pending.items():
             try:
                 with self.db.tenant(tenant_id) as conn:

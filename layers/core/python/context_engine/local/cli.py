@@ -51,6 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
         dispatcher.stop()
+        rt.flush_marks()  # what this process published is marked now, not republished next start
         rt.db.close()
     return 0
 
