@@ -14,7 +14,6 @@ from context_engine.models.domain import (
     AgentProfile,
     ContextWindow,
     Identifier,
-    Job,
     Memory,
     SectionName,
     Session,
@@ -184,10 +183,6 @@ class RebuildRequest(StrictBody):
 
 class JobAccepted(BaseModel):
     job_id: UUID
-
-
-class JobResponse(Job):
-    pass
 
 
 # --- sandbox -----------------------------------------------------------------------
