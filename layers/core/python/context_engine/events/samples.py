@@ -8,7 +8,6 @@ function. Generated from the models (so they are valid by construction) into
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from context_engine.events import generated
 from context_engine.events.envelope import EventEnvelope
 from context_engine.events.schemas import repo_root
 
@@ -119,45 +119,21 @@ def sample_dir() -> Path:
     return repo_root() / "events" / "samples"
 
 
-def render(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+def _expected() -> dict[str, str]:
+    return {k: generated.render(v) for k, v in samples().items()}
 
 
 def stale_files(folder: Path | None = None) -> list[str]:
-    folder = folder or sample_dir()
-    expected = {k: render(v) for k, v in samples().items()}
-    present = {str(p.relative_to(folder)) for p in folder.rglob("*.json")} if folder.exists() else set()
-    stale = [n for n, text in expected.items() if n not in present or (folder / n).read_text() != text]
-    return sorted(stale + [n for n in present if n not in expected])
+    return generated.stale(folder or sample_dir(), _expected())
 
 
 def write(folder: Path | None = None) -> list[str]:
-    folder = folder or sample_dir()
-    expected = {k: render(v) for k, v in samples().items()}
-    for p in folder.rglob("*.json") if folder.exists() else []:
-        if str(p.relative_to(folder)) not in expected:
-            p.unlink()
-    for name, text in expected.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
-    return sorted(expected)
+    return generated.write(folder or sample_dir(), _expected())
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--write", action="store_true")
-    args = p.parse_args(argv)
-    if args.write:
-        for name in write():
-            print(f"wrote events/samples/{name}")
-        return 0
-    stale = stale_files()
-    if stale:
-        print("out of date: " + ", ".join(stale) + " (run: python -m context_engine.events.samples --write)",
-              file=sys.stderr)
-        return 1
-    print("event samples are up to date")
-    return 0
+    return generated.cli(argv, doc=__doc__, what="events/samples", module="context_engine.events.samples",
+                         write_fn=write, stale_fn=stale_files)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,12 @@ used by any consumer. A test fails when the files drift from the models.
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from context_engine.events import generated
 from context_engine.events.models import EVENT_MODELS
 from context_engine.wiring import EVENT_SOURCE
 
@@ -59,51 +58,22 @@ def event_schema(detail_type: str) -> dict[str, Any]:
     return schema
 
 
-def render(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
-
-
 def expected_files() -> dict[str, str]:
-    return {f"{name}.json": render(event_schema(name)) for name in EVENT_MODELS}
+    return {f"{name}.json": generated.render(event_schema(name)) for name in EVENT_MODELS}
 
 
 def stale_files(folder: Path | None = None) -> list[str]:
     """Names of schema files that are missing, different, or no longer generated."""
-    folder = folder or schema_dir()
-    expected = expected_files()
-    present = {p.name for p in folder.glob("*.json")} if folder.exists() else set()
-    stale = [n for n, text in expected.items() if n not in present or (folder / n).read_text() != text]
-    return sorted(stale + [n for n in present if n not in expected])
+    return generated.stale(folder or schema_dir(), expected_files())
 
 
 def write(folder: Path | None = None) -> list[str]:
-    folder = folder or schema_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    expected = expected_files()
-    for p in folder.glob("*.json"):
-        if p.name not in expected:
-            p.unlink()
-    for name, text in expected.items():
-        (folder / name).write_text(text)
-    return sorted(expected)
+    return generated.write(folder or schema_dir(), expected_files())
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--write", action="store_true", help="regenerate events/schemas/*.json")
-    p.add_argument("--check", action="store_true", help="exit 1 if the files are out of date")
-    args = p.parse_args(argv)
-    if args.write:
-        for name in write():
-            print(f"wrote events/schemas/{name}")
-        return 0
-    stale = stale_files()
-    if stale:
-        print("out of date: " + ", ".join(stale) + " (run: python -m context_engine.events.schemas --write)",
-              file=sys.stderr)
-        return 1
-    print("event schemas are up to date")
-    return 0
+    return generated.cli(argv, doc=__doc__, what="events/schemas", module="context_engine.events.schemas",
+                         write_fn=write, stale_fn=stale_files)
 
 
 if __name__ == "__main__":
