@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from context_engine.db.database import Conn
@@ -58,19 +59,23 @@ class TurnLex:
 _TURN_COLS = "id, session_id, agent_id, user_id, seq, question, answer, occurred_at"
 
 
+def _pending(conn: Conn, table: str, cols: str, tenant_id: str, *, limit: int, model: str,
+             ids: Sequence[UUID] | None) -> list[dict[str, Any]]:
+    """Rows to index, oldest first: the named ones unless already indexed by ``model``, or
+    (no ids) any row without an index (the partial ``*_unindexed`` indexes serve this)."""
+    if ids is not None:
+        return conn.execute(
+            f"select {cols} from {table} where tenant_id = %s and id = any(%s)"
+            " and (indexed_at is null or embedding_model is distinct from %s) order by created_at limit %s",
+            [tenant_id, list(ids), model, limit]).fetchall()
+    return conn.execute(
+        f"select {cols} from {table} where tenant_id = %s and indexed_at is null order by created_at limit %s",
+        [tenant_id, limit]).fetchall()
+
+
 def pending_turns(conn: Conn, tenant_id: str, *, limit: int, model: str,
                   turn_ids: Sequence[UUID] | None = None) -> list[PendingTurn]:
-    """Turns to index, oldest first: the named ones unless already indexed by ``model``, or
-    (no ids) any turn without an index (the partial index turns_unindexed serves this)."""
-    if turn_ids is not None:
-        rows = conn.execute(
-            f"select {_TURN_COLS} from turns where tenant_id = %s and id = any(%s)"
-            " and (indexed_at is null or embedding_model is distinct from %s) order by created_at limit %s",
-            [tenant_id, list(turn_ids), model, limit]).fetchall()
-    else:
-        rows = conn.execute(
-            f"select {_TURN_COLS} from turns where tenant_id = %s and indexed_at is null"
-            " order by created_at limit %s", [tenant_id, limit]).fetchall()
+    rows = _pending(conn, "turns", _TURN_COLS, tenant_id, limit=limit, model=model, ids=turn_ids)
     return [PendingTurn(**r) for r in rows]
 
 
@@ -109,15 +114,7 @@ def store_turn_index(conn: Conn, tenant_id: str, turns: Sequence[PendingTurn], l
 
 def pending_memories(conn: Conn, tenant_id: str, *, limit: int, model: str,
                      memory_ids: Sequence[UUID] | None = None) -> list[Memory]:
-    if memory_ids is not None:
-        rows = conn.execute(
-            f"select {MEMORY_COLS} from memories where tenant_id = %s and id = any(%s)"
-            " and (indexed_at is null or embedding_model is distinct from %s) order by created_at limit %s",
-            [tenant_id, list(memory_ids), model, limit]).fetchall()
-    else:
-        rows = conn.execute(
-            f"select {MEMORY_COLS} from memories where tenant_id = %s and indexed_at is null"
-            " order by created_at limit %s", [tenant_id, limit]).fetchall()
+    rows = _pending(conn, "memories", MEMORY_COLS, tenant_id, limit=limit, model=model, ids=memory_ids)
     return [Memory(**r) for r in rows]
 
 
