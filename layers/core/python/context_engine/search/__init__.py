@@ -9,15 +9,17 @@ rows' own index columns). Submodules are imported lazily: the write path imports
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from context_engine.runtime import Runtime
     from context_engine.search.base import IndexMirror, SearchBackend
 
-__all__ = ["index_mirror", "search_backend"]
+__all__ = ["index_mirror", "search_backend", "turn_vector_cache"]
 
 _opensearch: dict[tuple[str, str], Any] = {}
+_vector_caches: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -50,8 +52,25 @@ def search_backend(rt: Runtime) -> SearchBackend:
     if conf is None:
         from context_engine.search.postgres import PostgresSearchBackend
 
-        return PostgresSearchBackend(rt.db)  # holds only the pool: cheap to build per call
+        return PostgresSearchBackend(rt.db, turn_vector_cache(rt))  # cheap to build per call
     return _opensearch_backend(rt, conf)  # type: ignore[no-any-return]
+
+
+def turn_vector_cache(rt: Runtime) -> Any:
+    """The process's copy of users' turn vectors for ``rt``'s database (one per ``Database``,
+    so runtimes on different databases never share one); None when turned off."""
+    settings = rt.settings
+    if settings.vector_cache_mb <= 0:
+        return None
+    with _lock:
+        cache = _vector_caches.get(rt.db)
+        if cache is None:
+            from context_engine.search.vector_cache import VectorCache
+
+            cache = VectorCache(settings.vector_cache_mb * 1024 * 1024, settings.embedding_dim,
+                                idle_s=settings.vector_cache_idle_s)
+            _vector_caches[rt.db] = cache
+        return cache
 
 
 def index_mirror(rt: Runtime) -> IndexMirror | None:

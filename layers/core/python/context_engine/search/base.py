@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
@@ -40,15 +41,23 @@ class Scope:
 @dataclass(frozen=True)
 class SearchQuery:
     """A query as every backend needs it: text, analyzed features, embedding (or None when the
-    embedder is unavailable; backends then use only the lexical side)."""
+    embedder is unavailable; backends then use only the lexical side).
+
+    The embedding may still be computing (a ``Future``): ``vector`` waits for it, so a backend
+    that reads it late overlaps the model with the statements that do not need it."""
 
     text: str
     features: QueryFeatures
-    vector: Vector | None
+    pending_vector: Vector | Future[Vector | None] | None
 
     @classmethod
-    def build(cls, text: str, vector: Vector | None) -> SearchQuery:
-        return cls(text=text, features=analyze_query(text), vector=vector)
+    def build(cls, text: str, vector: Vector | Future[Vector | None] | None) -> SearchQuery:
+        return cls(text=text, features=analyze_query(text), pending_vector=vector)
+
+    @property
+    def vector(self) -> Vector | None:
+        v = self.pending_vector
+        return v.result() if isinstance(v, Future) else v
 
 
 @dataclass(frozen=True)

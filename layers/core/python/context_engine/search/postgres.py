@@ -30,6 +30,7 @@ have no such structure, are ranked by RRF of full text and vector in one SQL sta
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,7 @@ from context_engine.retrieval import CorpusStats, RankConfig
 from context_engine.retrieval.dates import DateSpan
 from context_engine.search.base import CandidatePlan, Scope, ScoredMemory, SearchQuery, TurnSearch, Vector
 from context_engine.search.ranking import TurnRow, rank_turns
+from context_engine.search.vector_cache import Cosines, UserVectors, VectorCache
 
 # HNSW recall/speed trade-off at query time (memories, and turns of very large users). 100
 # candidates per layer-0 search keeps recall of the top-100 high; iterative scans continue
@@ -47,6 +49,7 @@ from context_engine.search.ranking import TurnRow, rank_turns
 EF_SEARCH = 100
 MAX_SCAN_TUPLES = 20_000
 
+log = logging.getLogger(__name__)
 _WORD = re.compile(r"[^\W_]+")
 
 MEMORY_COLS = ("m.id, m.agent_id, m.user_id, m.visibility, m.content, m.importance, m.source_turn_ids, m.metadata,"
@@ -124,9 +127,11 @@ select set_config('hnsw.ef_search', %(ef)s, true), set_config('hnsw.iterative_sc
        coalesce(s.n_docs, 0) as n_docs, coalesce(s.total_len, 0) as total_len,
        coalesce((select json_object_agg(d.term, d.df) from search_term_stats d
                   where d.tenant_id = %(t)s and d.agent_id = %(a)s and d.user_id = %(u)s
-                    and d.term = any(%(terms)s::text[])), '{}'::json) as df
+                    and d.term = any(%(terms)s::text[])), '{}'::json) as df,
+       coalesce(g.generation, 0) as generation
   from (select 1) one
   left join search_doc_stats s on s.tenant_id = %(t)s and s.agent_id = %(a)s and s.user_id = %(u)s
+  left join search_generations g on g.tenant_id = %(t)s and g.agent_id = %(a)s and g.user_id = %(u)s
 """
 
 
@@ -223,6 +228,23 @@ def _candidates_sql(*, n_terms: int, matching: bool, dated: bool, dense: bool, h
     )
 
 
+def _given_rows_sql(*, n_terms: int, matching: bool, dated: bool) -> str:
+    """The first-round sources that need no query vector (lexical, date-range, unindexed) with
+    their rows: with the user's vectors in memory this runs while the query is embedded."""
+    return (f"with given as materialized ({_lexical_sql(n_terms=n_terms, matching=matching, dated=dated)})"
+            f" select g.src, g.r, {_TURN_COLS} from given g, lateral (select * from turns t"
+            " where t.tenant_id = %(t)s and t.id = g.id) t")
+
+
+_ROWS_SQL = (
+    f"select {_TURN_COLS} from unnest(%(ids)s::uuid[]) as k(id), lateral (select * from turns t"
+    " where t.tenant_id = %(t)s and t.id = k.id and t.agent_id = %(a)s and t.user_id = %(u)s) t"
+    f" union all select {_TURN_COLS} from unnest(%(sessions)s::text[], %(seqs)s::int[]) as k(s, q),"
+    " lateral (select * from turns t where t.tenant_id = %(t)s and t.session_id = k.s and t.seq = k.q"
+    " and t.agent_id = %(a)s and t.user_id = %(u)s) t"
+)
+
+
 def _neighbours_sql(dense: bool) -> str:
     return (
         f"select {_TURN_COLS}, {_cosines(dense)} from unnest(%(sessions)s::text[], %(seqs)s::int[]) as k(s, q),"
@@ -231,10 +253,24 @@ def _neighbours_sql(dense: bool) -> str:
     )
 
 
-def _row(r: dict[str, Any]) -> TurnRow:
+def _row(r: dict[str, Any], cos: Cosines | None = None) -> TurnRow:
+    if cos is None and "cosine" in r:
+        return TurnRow(id=str(r["id"]), session_id=r["session_id"], seq=r["seq"], question=r["question"],
+                       answer=r["answer"], occurred_at=r["occurred_at"], lex_parts=r["lex_parts"],
+                       cosine=r["cosine"], part_cosines=(r["q_cosine"], r["a_cosine"]))
     return TurnRow(id=str(r["id"]), session_id=r["session_id"], seq=r["seq"], question=r["question"],
                    answer=r["answer"], occurred_at=r["occurred_at"], lex_parts=r["lex_parts"],
-                   cosine=r["cosine"], part_cosines=(r["q_cosine"], r["a_cosine"]))
+                   cosine=cos.turn if cos else None, part_cosines=(cos.question, cos.answer) if cos else (None, None))
+
+
+def _fused_top(ranked: Sequence[Sequence[tuple[str, int]]], rrf_k: float, n: int) -> list[str]:
+    """Ids of the ``n`` best by reciprocal-rank fusion of the given (id, rank) lists (ranks from 1),
+    as the single-statement path's ``fused`` CTE orders them."""
+    score: dict[str, float] = {}
+    for lst in ranked:
+        for tid, r in lst:
+            score[tid] = score.get(tid, 0.0) + 1.0 / (rrf_k + r)
+    return sorted(score, key=lambda tid: (-score[tid], tid))[:n]
 
 
 def tune_vector_search(conn: Conn) -> None:
@@ -250,8 +286,9 @@ def tune_vector_search(conn: Conn) -> None:
 class PostgresSearchBackend:
     name = "postgres"
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, vectors: VectorCache | None = None) -> None:
         self.db = db
+        self.vectors = vectors  # users' turn vectors in memory (vector_cache.py); None: all in SQL
 
     # --- turns ---------------------------------------------------------------------------
     def search_turns(
@@ -289,6 +326,13 @@ class PostgresSearchBackend:
         }
         for i, t in enumerate(scored):
             params[f"q{i}"], params[f"w{i}"] = f"'{t}'", stats.idf(t)
+        copy = None
+        if self.vectors is not None and n_docs <= plan.exact_scan_max and query.pending_vector is not None:
+            copy = self.vectors.current(conn, (scope.tenant_id, scope.agent_id, str(scope.user_id)),
+                                        generation=int(head["generation"]), n_docs=n_docs)
+        if copy is not None:
+            return self._search_with_copy(conn, copy, query, stats, params, k=k, config=config, plan=plan,
+                                          n_terms=len(scored), matching=bool(match), dated=bool(ranges))
         vec = query.vector
         dense = vec is not None
         params["vec"] = vector_literal(vec) if vec is not None else None
@@ -306,6 +350,63 @@ class PostgresSearchBackend:
         found = rank_turns(query, [_row(r) for r in rows], stats, k=k, config=config, plan=plan,
                            fetch_neighbours=fetch_neighbours)
         return TurnSearch(hits=found.hits, candidates=found.candidates, round_trips=found.round_trips + 1)
+
+    def _search_with_copy(
+        self, conn: Conn, copy: UserVectors, query: SearchQuery, stats: CorpusStats, params: dict[str, Any], *,
+        k: int, config: RankConfig, plan: CandidatePlan, n_terms: int, matching: bool, dated: bool,
+    ) -> TurnSearch:
+        """The candidate statement's sources with the dense side in memory: (1) lexical, date and
+        unindexed candidates with their rows — no vector needed, so the query is still being
+        embedded meanwhile; (2) the dense top by exact cosine from the copy, the neighbours of
+        the best by reciprocal-rank fusion (looked up in the copy), and one statement for the
+        rows not read yet; cosines come from the copy."""
+        given = conn.execute(_given_rows_sql(n_terms=n_terms, matching=matching, dated=dated), params).fetchall()
+        rows: dict[str, dict[str, Any]] = {}
+        lexical: list[tuple[str, int]] = []
+        for r in given:
+            tid = str(r["id"])
+            rows.setdefault(tid, r)
+            if r["src"] == "l":
+                lexical.append((tid, int(r["r"])))
+        vec = query.vector
+        if vec is not None and len(vec) != copy.dim:  # the stored vectors come from another model
+            log.warning("query vector has %d dimensions, stored vectors %d: lexical only", len(vec), copy.dim)
+            vec = None
+        dense = copy.top(vec, plan.vector) if vec is not None else []
+        dense_ranked = [(tid, i + 1) for i, (tid, _) in enumerate(dense)]
+        wanted = [tid for tid, _ in dense if tid not in rows]
+        keys: list[tuple[str, int]] = []
+        if plan.neighbours:
+            first_round = list(dict.fromkeys([*rows, *(tid for tid, _ in dense)]))
+            expand = (first_round if plan.neighbours_of_top is None
+                      else _fused_top([lexical, dense_ranked], plan.rrf_k, plan.neighbours_of_top))
+            for tid in expand:
+                session_id, seq = copy.keys[copy.row_of[tid]] if tid in copy.row_of else (
+                    rows[tid]["session_id"], int(rows[tid]["seq"]))
+                for n in (seq - 1, seq + 1):
+                    nb = copy.id_at.get((session_id, n))
+                    if nb is None:
+                        keys.append((session_id, n))  # not indexed yet, or no such turn
+                    elif nb not in rows:
+                        wanted.append(nb)
+        if wanted or keys:
+            more = conn.execute(_ROWS_SQL, {**params, "ids": list(dict.fromkeys(wanted)),
+                                            "sessions": [s for s, _ in keys], "seqs": [q for _, q in keys]})
+            for r in more.fetchall():
+                rows.setdefault(str(r["id"]), r)
+        if not rows:
+            return TurnSearch(hits=[], candidates=0, round_trips=3)
+        cosines = copy.cosines(rows, vec) if vec is not None else {}
+        turn_rows = [_row(r, cosines.get(tid)) for tid, r in rows.items()]
+
+        def fetch_neighbours(keys: list[tuple[str, int]]) -> list[TurnRow]:
+            found = conn.execute(_ROWS_SQL, {**params, "ids": [], "sessions": [s for s, _ in keys],
+                                             "seqs": [q for _, q in keys]}).fetchall()
+            more = copy.cosines((str(r["id"]) for r in found), vec) if vec is not None else {}
+            return [_row(r, more.get(str(r["id"]))) for r in found]
+
+        found = rank_turns(query, turn_rows, stats, k=k, config=config, plan=plan, fetch_neighbours=fetch_neighbours)
+        return TurnSearch(hits=found.hits, candidates=found.candidates, round_trips=found.round_trips + 2)
 
     # --- memories ------------------------------------------------------------------------
     def search_memories(self, scope: Scope, query: SearchQuery, *, k: int) -> list[ScoredMemory]:

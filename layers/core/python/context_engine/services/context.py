@@ -465,6 +465,18 @@ class _QueryVectors:
         self._size = size
         self._lock = threading.Lock()
 
+    def peek(self, rt: Runtime, text: str) -> Any:
+        """The remembered vector of ``text``, or None (never embeds)."""
+        try:
+            key = (rt.embedder.name, text)
+        except Exception:  # no embedder: ``get`` logs it
+            return None
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        return None
+
     def get(self, rt: Runtime, text: str) -> Any:
         try:
             embedder = rt.embedder
@@ -523,18 +535,28 @@ def load_session_materials(conn: Conn, tenant_id: str, req: QueryContextRequest,
     return Materials(summary=summary, recent=recent, tools=tools)
 
 
-def retrieve(rt: Runtime, tenant_id: str, req: QueryContextRequest, res: Resolved,
-             session: Materials) -> Materials:
-    """Earlier turns (any session of the user) and memories for the query. The two searches
-    run concurrently: both wait mostly on the database."""
+def _retrieves(req: QueryContextRequest, res: Resolved) -> bool:
     wanted = set(req.include) if req.include is not None else set(SECTIONS)
-    if not res.query.strip() or not ({"history", "memory"} & wanted):
+    return bool(res.query.strip()) and bool({"history", "memory"} & wanted)
+
+
+def embed_query_soon(rt: Runtime, text: str) -> Any:
+    """The query's vector: at once when it is remembered, else a future on the embedding pool,
+    so the model runs while the session is read and the lexical statements run (the turn
+    search reads the vector only once it needs it; docs/query.md)."""
+    known = query_vectors.peek(rt, text)
+    return known if known is not None else _embed_pool.submit(query_vectors.get, rt, text)
+
+
+def retrieve(rt: Runtime, tenant_id: str, req: QueryContextRequest, res: Resolved,
+             session: Materials, vector: Any = None) -> Materials:
+    """Earlier turns (any session of the user) and memories for the query. The two searches
+    run concurrently: both wait mostly on the database. ``vector``: from ``embed_query_soon``
+    (embedded here when not given)."""
+    wanted = set(req.include) if req.include is not None else set(SECTIONS)
+    if not _retrieves(req, res):
         return session
-    # Embedded up front. Overlapping the embedding with the lexical statement (a deferred
-    # vector) was measured slower on the 2-core machine where PostgreSQL, the model and Python
-    # share the cores (p50 +2 ms, p95 +5 ms); re-measured with the one-thread query session,
-    # starting the embedding right after the cache miss: no gain, +0.8 ms CPU (docs/query.md).
-    search = SearchQuery.build(res.query, query_vectors.get(rt, res.query))
+    search = SearchQuery.build(res.query, vector if vector is not None else embed_query_soon(rt, res.query))
     scope = Scope(tenant_id=tenant_id, agent_id=req.agent_id, user_id=res.user_id)
     backend = search_backend(rt)
     memories_future = None
@@ -550,6 +572,8 @@ def retrieve(rt: Runtime, tenant_id: str, req: QueryContextRequest, res: Resolve
 
 
 _search_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="context-search")
+# A pool of its own: memory searches wait for query vectors, so they must never queue behind them.
+_embed_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="context-embed")
 
 
 def _cache_key(rt: Runtime, tenant_id: str, req: QueryContextRequest, state: QueryState, res: Resolved) -> str:
@@ -589,8 +613,9 @@ def context_for(rt: Runtime, tenant_id: str, req: QueryContextRequest, *, count:
             if count:
                 metrics.add_metric(name="ContextCacheHit", unit=MetricUnit.Count, value=1)
             return QueryContextResponse.model_validate_json(cached).model_copy(update={"cache": "hit"})
+        vector = embed_query_soon(rt, res.query) if _retrieves(req, res) else None
         session = load_session_materials(conn, tenant_id, req, state, res)
-    materials = dedupe_materials(retrieve(rt, tenant_id, req, res, session), res.budget)
+    materials = dedupe_materials(retrieve(rt, tenant_id, req, res, session, vector), res.budget)
     mc = res.model_call
     out = assemble(materials, res.budget, template=mc.template if mc else None,
                    shares=mc.section_shares if mc else None, include=req.include)
