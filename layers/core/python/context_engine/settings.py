@@ -45,10 +45,10 @@ class Settings(BaseSettings):
     search_backend: Literal["postgres", "opensearch"] = "postgres"
     opensearch_url: str | None = Field(default=None, description="AWS: the OpenSearch domain endpoint.")
     opensearch_index_prefix: str = "context-engine"
-    # Users' turn vectors kept in process memory for dense retrieval (search/vector_cache.py);
+    # Users' turn vectors kept in process memory for dense retrieval (search/user_index.py);
     # 0 turns it off (the dense side then runs in SQL).
-    vector_cache_mb: int = Field(default=256, ge=0)
-    vector_cache_idle_s: int = Field(default=900, ge=1)
+    user_index_mb: int = Field(default=256, ge=0)
+    user_index_idle_s: int = Field(default=900, ge=1)
 
     # --- cache -------------------------------------------------------------------
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "CONTEXT_ENGINE_REDIS_URL"))

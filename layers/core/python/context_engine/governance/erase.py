@@ -44,7 +44,7 @@ from context_engine.governance.summaries import drop_staged_summaries, rebuild_w
 from context_engine.models.domain import Job
 from context_engine.repos import jobs, outbox
 from context_engine.runtime import Runtime
-from context_engine.search import index_mirror, turn_vector_cache
+from context_engine.search import index_mirror, user_index_cache
 from context_engine.services import audit
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def _search_index(rt: Runtime, tenant: str, user: str, job: Job, p: EraseProgres
     mirror = index_mirror(rt)
     if mirror is not None:
         mirror.delete_user(tenant, user)
-    vectors = turn_vector_cache(rt)
+    vectors = user_index_cache(rt)
     if vectors is not None:  # this process's copy of the user's vectors
         vectors.drop_user(tenant, user)
     with rt.db.tenant(tenant) as conn:

@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from context_engine.runtime import Runtime
     from context_engine.search.base import IndexMirror, SearchBackend
 
-__all__ = ["index_mirror", "search_backend", "turn_vector_cache"]
+__all__ = ["index_mirror", "search_backend", "user_index_cache"]
 
 _opensearch: dict[tuple[str, str], Any] = {}
-_vector_caches: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_user_indexes: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -52,24 +52,24 @@ def search_backend(rt: Runtime) -> SearchBackend:
     if conf is None:
         from context_engine.search.postgres import PostgresSearchBackend
 
-        return PostgresSearchBackend(rt.db, turn_vector_cache(rt))  # cheap to build per call
+        return PostgresSearchBackend(rt.db, user_index_cache(rt))  # cheap to build per call
     return _opensearch_backend(rt, conf)  # type: ignore[no-any-return]
 
 
-def turn_vector_cache(rt: Runtime) -> Any:
+def user_index_cache(rt: Runtime) -> Any:
     """The process's copy of users' turn vectors for ``rt``'s database (one per ``Database``,
     so runtimes on different databases never share one); None when turned off."""
     settings = rt.settings
-    if settings.vector_cache_mb <= 0:
+    if settings.user_index_mb <= 0:
         return None
     with _lock:
-        cache = _vector_caches.get(rt.db)
+        cache = _user_indexes.get(rt.db)
         if cache is None:
-            from context_engine.search.vector_cache import VectorCache
+            from context_engine.search.user_index import UserIndexCache
 
-            cache = VectorCache(settings.vector_cache_mb * 1024 * 1024, settings.embedding_dim,
-                                idle_s=settings.vector_cache_idle_s)
-            _vector_caches[rt.db] = cache
+            cache = UserIndexCache(settings.user_index_mb * 1024 * 1024, settings.embedding_dim,
+                                idle_s=settings.user_index_idle_s)
+            _user_indexes[rt.db] = cache
         return cache
 
 

@@ -41,7 +41,7 @@ from context_engine.retrieval import CorpusStats, RankConfig
 from context_engine.retrieval.dates import DateSpan
 from context_engine.search.base import CandidatePlan, Scope, ScoredMemory, SearchQuery, TurnSearch, Vector
 from context_engine.search.ranking import TurnRow, rank_turns
-from context_engine.search.vector_cache import Cosines, UserVectors, VectorCache
+from context_engine.search.user_index import Cosines, UserIndex, UserIndexCache
 
 # HNSW recall/speed trade-off at query time (memories, and turns of very large users). 100
 # candidates per layer-0 search keeps recall of the top-100 high; iterative scans continue
@@ -228,20 +228,20 @@ def _candidates_sql(*, n_terms: int, matching: bool, dated: bool, dense: bool, h
     )
 
 
-def _given_rows_sql(*, n_terms: int, matching: bool, dated: bool) -> str:
-    """The first-round sources that need no query vector (lexical, date-range, unindexed) with
-    their rows: with the user's vectors in memory this runs while the query is embedded."""
-    return (f"with given as materialized ({_lexical_sql(n_terms=n_terms, matching=matching, dated=dated)})"
-            f" select g.src, g.r, {_TURN_COLS} from given g, lateral (select * from turns t"
-            " where t.tenant_id = %(t)s and t.id = g.id) t")
-
-
-_ROWS_SQL = (
+# Rows by id and by (session, seq), and optionally the newest unindexed turns (the "fresh"
+# source): the user's copy (user_index.py) found the candidates, the texts come from here.
+_ROWS_BY_ID = (
     f"select {_TURN_COLS} from unnest(%(ids)s::uuid[]) as k(id), lateral (select * from turns t"
     " where t.tenant_id = %(t)s and t.id = k.id and t.agent_id = %(a)s and t.user_id = %(u)s) t"
-    f" union all select {_TURN_COLS} from unnest(%(sessions)s::text[], %(seqs)s::int[]) as k(s, q),"
+)
+_ROWS_BY_KEY = (
+    f"select {_TURN_COLS} from unnest(%(sessions)s::text[], %(seqs)s::int[]) as k(s, q),"
     " lateral (select * from turns t where t.tenant_id = %(t)s and t.session_id = k.s and t.seq = k.q"
     " and t.agent_id = %(a)s and t.user_id = %(u)s) t"
+)
+_FRESH_ROWS = (
+    f"select * from (select {_TURN_COLS} from turns t where {_SCOPE} and t.indexed_at is null"
+    " order by t.created_at desc limit %(n_fresh)s) f"
 )
 
 
@@ -286,9 +286,9 @@ def tune_vector_search(conn: Conn) -> None:
 class PostgresSearchBackend:
     name = "postgres"
 
-    def __init__(self, db: Database, vectors: VectorCache | None = None) -> None:
+    def __init__(self, db: Database, vectors: UserIndexCache | None = None) -> None:
         self.db = db
-        self.vectors = vectors  # users' turn vectors in memory (vector_cache.py); None: all in SQL
+        self.vectors = vectors  # users' turn vectors in memory (user_index.py); None: all in SQL
 
     # --- turns ---------------------------------------------------------------------------
     def search_turns(
@@ -332,7 +332,7 @@ class PostgresSearchBackend:
                                         generation=int(head["generation"]), n_docs=n_docs)
         if copy is not None:
             return self._search_with_copy(conn, copy, query, stats, params, k=k, config=config, plan=plan,
-                                          n_terms=len(scored), matching=bool(match), dated=bool(ranges))
+                                          match=match, scored=scored, ranges=ranges)
         vec = query.vector
         dense = vec is not None
         params["vec"] = vector_literal(vec) if vec is not None else None
@@ -352,37 +352,37 @@ class PostgresSearchBackend:
         return TurnSearch(hits=found.hits, candidates=found.candidates, round_trips=found.round_trips + 1)
 
     def _search_with_copy(
-        self, conn: Conn, copy: UserVectors, query: SearchQuery, stats: CorpusStats, params: dict[str, Any], *,
-        k: int, config: RankConfig, plan: CandidatePlan, n_terms: int, matching: bool, dated: bool,
+        self, conn: Conn, copy: UserIndex, query: SearchQuery, stats: CorpusStats, params: dict[str, Any], *,
+        k: int, config: RankConfig, plan: CandidatePlan, match: list[str], scored: list[str],
+        ranges: list[tuple[dt.datetime, dt.datetime]],
     ) -> TurnSearch:
-        """The candidate statement's sources with the dense side in memory: (1) lexical, date and
-        unindexed candidates with their rows — no vector needed, so the query is still being
-        embedded meanwhile; (2) the dense top by exact cosine from the copy, the neighbours of
+        """The candidate statement's sources from the user's copy: (1) lexical and date-range
+        candidates in memory, their rows and the unindexed turns in one statement — all while
+        the query is still being embedded; (2) the dense top by exact cosine, the neighbours of
         the best by reciprocal-rank fusion (looked up in the copy), and one statement for the
-        rows not read yet; cosines come from the copy."""
-        given = conn.execute(_given_rows_sql(n_terms=n_terms, matching=matching, dated=dated), params).fetchall()
+        rows not read yet. Cosines come from the copy."""
+        weights = [(t, stats.idf(t)) for t in scored]
+        lexical = copy.lexical(match, weights, k1=config.k1, b=config.b, avg_len=max(stats.avg_len, 1.0),
+                               limit=plan.fts) if match else []
+        dated = copy.dated(ranges, weights, scan=plan.date_scan, limit=plan.date_rows) if ranges else []
         rows: dict[str, dict[str, Any]] = {}
-        lexical: list[tuple[str, int]] = []
-        for r in given:
-            tid = str(r["id"])
-            rows.setdefault(tid, r)
-            if r["src"] == "l":
-                lexical.append((tid, int(r["r"])))
+        first = conn.execute(_ROWS_BY_ID + " union all " + _FRESH_ROWS,
+                             {**params, "ids": list(dict.fromkeys([*(tid for tid, _ in lexical), *dated]))})
+        for r in first.fetchall():
+            rows.setdefault(str(r["id"]), r)
         vec = query.vector
         if vec is not None and len(vec) != copy.dim:  # the stored vectors come from another model
             log.warning("query vector has %d dimensions, stored vectors %d: lexical only", len(vec), copy.dim)
             vec = None
-        dense = copy.top(vec, plan.vector) if vec is not None else []
-        dense_ranked = [(tid, i + 1) for i, (tid, _) in enumerate(dense)]
+        dense = [(tid, i + 1) for i, (tid, _) in enumerate(copy.top(vec, plan.vector))] if vec is not None else []
         wanted = [tid for tid, _ in dense if tid not in rows]
         keys: list[tuple[str, int]] = []
         if plan.neighbours:
-            first_round = list(dict.fromkeys([*rows, *(tid for tid, _ in dense)]))
-            expand = (first_round if plan.neighbours_of_top is None
-                      else _fused_top([lexical, dense_ranked], plan.rrf_k, plan.neighbours_of_top))
+            expand = (list(dict.fromkeys([*rows, *(tid for tid, _ in dense)])) if plan.neighbours_of_top is None
+                      else _fused_top([lexical, dense], plan.rrf_k, plan.neighbours_of_top))
             for tid in expand:
-                session_id, seq = copy.keys[copy.row_of[tid]] if tid in copy.row_of else (
-                    rows[tid]["session_id"], int(rows[tid]["seq"]))
+                slot = copy.row_of.get(tid)
+                session_id, seq = copy.keys[slot] if slot is not None else (rows[tid]["session_id"], rows[tid]["seq"])
                 for n in (seq - 1, seq + 1):
                     nb = copy.id_at.get((session_id, n))
                     if nb is None:
@@ -390,8 +390,9 @@ class PostgresSearchBackend:
                     elif nb not in rows:
                         wanted.append(nb)
         if wanted or keys:
-            more = conn.execute(_ROWS_SQL, {**params, "ids": list(dict.fromkeys(wanted)),
-                                            "sessions": [s for s, _ in keys], "seqs": [q for _, q in keys]})
+            more = conn.execute(_ROWS_BY_ID + " union all " + _ROWS_BY_KEY, {
+                **params, "ids": list(dict.fromkeys(wanted)), "sessions": [s for s, _ in keys],
+                "seqs": [q for _, q in keys]})
             for r in more.fetchall():
                 rows.setdefault(str(r["id"]), r)
         if not rows:
@@ -400,8 +401,8 @@ class PostgresSearchBackend:
         turn_rows = [_row(r, cosines.get(tid)) for tid, r in rows.items()]
 
         def fetch_neighbours(keys: list[tuple[str, int]]) -> list[TurnRow]:
-            found = conn.execute(_ROWS_SQL, {**params, "ids": [], "sessions": [s for s, _ in keys],
-                                             "seqs": [q for _, q in keys]}).fetchall()
+            found = conn.execute(_ROWS_BY_KEY, {**params, "sessions": [s for s, _ in keys],
+                                                "seqs": [q for _, q in keys]}).fetchall()
             more = copy.cosines((str(r["id"]) for r in found), vec) if vec is not None else {}
             return [_row(r, more.get(str(r["id"]))) for r in found]
 

@@ -1,4 +1,4 @@
-"""The in-process copy of users' turn vectors (search/vector_cache.py) against the real
+"""The in-process copy of users' turn vectors (search/user_index.py) against the real
 embedded PostgreSQL: same ranking as the all-SQL path, refreshed by generation, reloaded
 after deletions, bounded, per tenant."""
 
@@ -12,10 +12,10 @@ import pytest
 from context_engine.auth import create_key
 from context_engine.models.api import WriteTurnRequest
 from context_engine.models.domain import Principal, Role
-from context_engine.search import turn_vector_cache
+from context_engine.search import user_index_cache
 from context_engine.search.base import CandidatePlan, Scope, SearchQuery
 from context_engine.search.postgres import PostgresSearchBackend
-from context_engine.search.vector_cache import UserVectors, VectorCache, _vectors
+from context_engine.search.user_index import UserIndex, UserIndexCache, _vectors
 from context_engine.services import indexing, turns
 
 T0 = datetime(2023, 5, 1, 10, 0, tzinfo=UTC)
@@ -24,7 +24,8 @@ TOPICS = ["pottery class and a wonky bowl", "half marathon on Sunday in two hour
           "learning to play the violin", "painting a sunset over the sea", "book club reading Dune",
           "fixing the old bicycle chain"]
 QUERIES = ["What is the dog called?", "How long did the marathon take?", "Which book does the club read?",
-           "Where did they go camping?", "violin lessons", "What happened at the bakery?"]
+           "Where did they go camping?", "violin lessons", "What happened at the bakery?",
+           "What did Anna paint on 2 May 2023?", "the bicycle in May 2023"]
 # Every turn a dense candidate, and the neighbours of every candidate: turns on the same topic
 # tie (the hashing embedder), and a cut through ties may pick different turns on either path.
 EXACT = CandidatePlan(vector=100, bq_oversample=10, neighbours_of_top=None)
@@ -48,7 +49,7 @@ def _query(runtime, text):
 
 @pytest.fixture
 def cache(runtime):
-    return VectorCache(64 * 1024 * 1024, runtime.settings.embedding_dim)
+    return UserIndexCache(64 * 1024 * 1024, runtime.settings.embedding_dim)
 
 
 def test_copy_ranks_exactly_like_the_sql_path(runtime, admin, cache) -> None:
@@ -137,11 +138,11 @@ def test_budget_evicts_least_recently_used_and_skips_users_too_large(runtime, ad
     users = ("u1", "u2", "u3", "u4", "u5")
     for user in users:
         _write(runtime, admin, user=user, n=30)
-    one_user = VectorCache(1 << 30, dim)
+    one_user = UserIndexCache(1 << 30, dim)
     PostgresSearchBackend(runtime.db, one_user).search_turns(Scope(admin.tenant_id, "a1", "u1"),
                                                             _query(runtime, "dog"), k=5)
     size = one_user.nbytes
-    cache = VectorCache(int(size * 4.5), dim)  # four users' worth; each fits the quarter a user may take
+    cache = UserIndexCache(int(size * 4.5), dim)  # four users' worth; each fits the quarter a user may take
     backend = PostgresSearchBackend(runtime.db, cache)
     for user in ("u1", "u2", "u3", "u1", "u4"):
         backend.search_turns(Scope(admin.tenant_id, "a1", user), _query(runtime, "dog"), k=5)
@@ -149,7 +150,7 @@ def test_budget_evicts_least_recently_used_and_skips_users_too_large(runtime, ad
     backend.search_turns(Scope(admin.tenant_id, "a1", "u5"), _query(runtime, "dog"), k=5)
     assert [k[2] for k in cache._entries] == ["u3", "u1", "u4", "u5"]  # u2 was least recently used
     assert cache.nbytes <= cache.max_bytes
-    tiny = VectorCache(size, dim)  # a user must fit a quarter of the budget
+    tiny = UserIndexCache(size, dim)  # a user must fit a quarter of the budget
     res = PostgresSearchBackend(runtime.db, tiny).search_turns(Scope(admin.tenant_id, "a1", "u1"),
                                                               _query(runtime, "rescue dog named Biscuit"), k=5)
     assert len(tiny) == 0 and res.hits  # served by the all-SQL path
@@ -157,7 +158,7 @@ def test_budget_evicts_least_recently_used_and_skips_users_too_large(runtime, ad
 
 def test_idle_copies_expire(runtime, admin) -> None:
     _write(runtime, admin, n=5)
-    cache = VectorCache(1 << 26, runtime.settings.embedding_dim, idle_s=0.0)
+    cache = UserIndexCache(1 << 26, runtime.settings.embedding_dim, idle_s=0.0)
     backend = PostgresSearchBackend(runtime.db, cache)
     backend.search_turns(Scope(admin.tenant_id, "a1", "u1"), _query(runtime, "dog"), k=5)
     _write(runtime, admin, user="u2", n=5)
@@ -170,8 +171,8 @@ def test_query_context_uses_the_process_copy_and_erasure_drops_it(runtime, admin
     from context_engine.services import context
 
     _write(runtime, admin, n=10)
-    cache = turn_vector_cache(runtime)
-    assert cache is turn_vector_cache(runtime)
+    cache = user_index_cache(runtime)
+    assert cache is user_index_cache(runtime)
     res = context.query_context(runtime, admin, QueryContextRequest(
         agent_id="a1", user_id="u1", query="What is the dog called?", token_budget=500))
     assert "Biscuit" in res.context
@@ -181,11 +182,10 @@ def test_query_context_uses_the_process_copy_and_erasure_drops_it(runtime, admin
 
 def test_top_is_the_exact_cosine_order(runtime, admin, cache) -> None:
     rng = np.random.default_rng(7)
-    entry = UserVectors(4, generation=1)
+    entry = UserIndex(4, generation=1)
     vecs = rng.normal(size=(3000, 4)).astype(np.float32)  # more rows than one product chunk
-    entry.upsert([{"id": f"t{i}", "session_id": "s", "seq": i, "indexed_at": T0, "e": _blob(v), "q": None,
-                   "a": _blob(v)}
-                  for i, v in enumerate(vecs)])
+    entry.upsert([{"id": f"t{i}", "session_id": "s", "seq": i, "indexed_at": T0, "occurred_at": T0, "lex_len": 1,
+                   "terms": ["x"], "e": _blob(v), "q": None, "a": _blob(v)} for i, v in enumerate(vecs)])
     q = rng.normal(size=4).astype(np.float32)
     cos = vecs @ q / np.linalg.norm(vecs, axis=1) / np.linalg.norm(q)
     assert [tid for tid, _ in entry.top(q, 25)] == [f"t{i}" for i in np.argsort(-cos)[:25]]

@@ -1,0 +1,370 @@
+"""A process-wide copy of recently queried users' search index: their indexed turns' terms,
+dates and vectors, so a turn search finds its lexical, date and dense candidates and the
+cosines without scanning in SQL.
+
+Why: with 10k turns per user, the candidate statement (full-text match through the GIN index,
+binary-quantized vector scan, exact re-order of TOASTed vectors, three cosines per row) was
+most of a cache miss (docs/query.md). The same work on in-memory posting lists and a float32
+matrix takes about a millisecond, and the lexical side no longer waits for the query vector:
+it runs while the query is embedded. A warm Lambda (or the local server) keeps the copy across
+requests, so a user's later queries pay only for what changed. Rows themselves (texts) are
+still read from PostgreSQL, by id, under the tenant's row-level security.
+
+Same candidates as the SQL path (``search.postgres``), by construction: the statistics (idf,
+average length) still come from PostgreSQL; lexical candidates are the rows holding a
+*matching* term, scored Σ idf·[term ∈ turn] with BM25's length norm, ties by id; date
+candidates are the first ``date_scan`` rows of each range by time, scored without the norm.
+One difference: the copy holds indexed turns only, so a not-yet-indexed turn inside a named
+date range is a candidate only through the "unindexed" source (the newest ones).
+
+Consistency — a stale copy can cost recall, never leak or resurrect a row:
+
+- **Generation.** Every change to a user's turns bumps their search generation in the same
+  transaction (``0003_search.sql`` triggers). The turn search reads it with the statistics;
+  when it differs from the copy's, the copy reads the rows indexed since its watermark
+  (``indexed_at >= watermark - REFRESH_MARGIN``, index ``turns_scope_indexed``). ``indexed_at``
+  is the indexing transaction's start time, so a transaction that commits after a later one
+  could fall behind the watermark: the margin re-reads the last minute, far longer than an
+  indexing statement runs.
+- **Deletions** (DeleteContext, erasure, retention) leave the copy with more rows than the
+  user's indexed-turn count (``search_doc_stats.n_docs``, same triggers), and a re-indexed
+  turn (another embedding model) may change its terms: either way the copy is loaded again. A
+  deleted id the copy still returns is simply not found when its row is read.
+- **Bounds.** Entries are evicted least-recently-used beyond ``max_bytes`` and after
+  ``idle_s`` without a query (so an erased user's data does not linger in a warm process);
+  a user larger than a quarter of the budget is never copied (the SQL path serves them).
+  Erasure drops the user's copies in the erasing process at once.
+
+The first query of a user in a process loads the copy synchronously (one statement; ~0.3 s
+for 10k turns with three 384-d vectors each on the 2-core dev machine, a few ms for a few
+hundred turns) — like a cold start, once per process and user.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from context_engine.db.database import Conn
+
+log = logging.getLogger(__name__)
+
+REFRESH_MARGIN = dt.timedelta(seconds=60)
+# Rows per matrix-vector product: below OpenBLAS's threading threshold, so the product runs on
+# the calling thread. Threaded, it measured 1–8 ms instead of ~1 ms for 10k rows: the pool's
+# threads wake up and spin against PostgreSQL and the query model on the same cores.
+_CHUNK = 1024
+
+_LOAD_SQL = (
+    "select t.id, t.session_id, t.seq, t.indexed_at, t.occurred_at, t.lex_len, tsvector_to_array(t.lex) as terms,"
+    " vector_send(t.embedding) as e, vector_send(t.q_embedding) as q, vector_send(t.a_embedding) as a"
+    " from turns t where t.tenant_id = %(t)s and t.agent_id = %(a)s and t.user_id = %(u)s"
+    " and t.embedding is not null and t.lex is not null"
+)
+
+Key = tuple[str, str, str]  # tenant, agent, user
+F32 = npt.NDArray[np.float32]
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Cosines:
+    turn: float
+    question: float | None
+    answer: float | None
+
+
+def _vectors(blobs: Sequence[bytes | None], dim: int) -> tuple[F32, npt.NDArray[np.bool_]]:
+    """pgvector's binary form (int16 dim, int16 unused, big-endian float4s) → float32 rows;
+    a missing vector is a zero row, flagged absent."""
+    first = next((b for b in blobs if b is not None), None)
+    if first is not None and int.from_bytes(first[:2], "big") != dim:
+        raise ValueError(f"stored vectors have {int.from_bytes(first[:2], 'big')} dimensions, settings say {dim}")
+    present = np.array([b is not None for b in blobs], dtype=bool)
+    zero = bytes(4 * dim)
+    raw = b"".join(b[4:] if b is not None else zero for b in blobs)
+    return np.frombuffer(raw, dtype=">f4").astype(np.float32).reshape(len(blobs), dim), present
+
+
+def _inverse_norms(m: F32) -> F32:
+    norms = np.linalg.norm(m, axis=1)
+    out = np.zeros_like(norms)
+    np.divide(1.0, norms, out=out, where=norms > 0)
+    return out
+
+
+def _micros(t: dt.datetime) -> int:
+    return (t - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+class UserIndex:
+    """One user's indexed turns: ids, (session, seq), time, analyzed-term count, posting lists,
+    and the turn, question and answer vectors with their inverse norms. Rows only grow; a
+    re-indexed turn marks the copy ``stale`` (its terms may have changed) for a reload."""
+
+    def __init__(self, dim: int, generation: int) -> None:
+        self.dim = dim
+        self.generation = generation
+        self.watermark: dt.datetime | None = None
+        self.last_used = time.monotonic()
+        self.stale = False
+        self.ids: list[str] = []
+        self.keys: list[tuple[str, int]] = []
+        self.row_of: dict[str, int] = {}
+        self.id_at: dict[tuple[str, int], str] = {}
+        self.postings: dict[str, array[int]] = {}
+        self.n = 0
+        self._n_postings = 0
+        cap = 16
+        self._m = {name: np.zeros((cap, dim), dtype=np.float32) for name in ("e", "q", "a")}
+        self._inv = {name: np.zeros(cap, dtype=np.float32) for name in ("e", "q", "a")}
+        self._has = {name: np.zeros(cap, dtype=bool) for name in ("q", "a")}
+        self._when = np.zeros(cap, dtype=np.int64)  # occurred_at, µs since the epoch
+        self._len = np.zeros(cap, dtype=np.float64)  # analyzed terms (BM25's document length)
+        self.lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [*self._m.values(), *self._inv.values(), *self._has.values(), self._when, self._len]
+        # + ids, keys and their dicts, and the posting lists, roughly
+        return sum(a.nbytes for a in arrays) + 250 * self.n + 4 * self._n_postings + 100 * len(self.postings)
+
+    def _grow(self, need: int) -> None:
+        cap = len(self._when)
+        if need <= cap:
+            return
+        while cap < need:
+            cap *= 2
+        for store in (self._m, self._inv, self._has):
+            for name, old in store.items():
+                store[name] = self._resized(old, cap)
+        self._when = self._resized(self._when, cap)
+        self._len = self._resized(self._len, cap)
+
+    def _resized(self, old: Any, cap: int) -> Any:
+        new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
+        new[: self.n] = old[: self.n]
+        return new
+
+    def upsert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows of ``_LOAD_SQL`` (a refresh re-reads the last minute: known ids are
+        skipped, unless re-indexed — then the copy is ``stale``). The caller holds ``lock``
+        (or owns the entry alone)."""
+        fresh = []
+        for r in rows:
+            if self.watermark is None or r["indexed_at"] > self.watermark:
+                self.watermark = r["indexed_at"]
+            slot = self.row_of.get(str(r["id"]))
+            if slot is None:
+                fresh.append(r)
+            elif not np.array_equal(_vectors([r["e"]], self.dim)[0][0], self._m["e"][slot]):
+                self.stale = True
+        if not fresh:
+            return
+        e, _ = _vectors([r["e"] for r in fresh], self.dim)
+        q, has_q = _vectors([r["q"] for r in fresh], self.dim)
+        a, has_a = _vectors([r["a"] for r in fresh], self.dim)
+        first = self.n
+        self._grow(first + len(fresh))
+        postings = self.postings
+        for slot, r in enumerate(fresh, start=first):
+            tid = str(r["id"])
+            key = (r["session_id"], int(r["seq"]))
+            self.row_of[tid] = slot
+            self.ids.append(tid)
+            self.keys.append(key)
+            self.id_at[key] = tid
+            self._when[slot] = _micros(r["occurred_at"])
+            self._len[slot] = r["lex_len"] or 0
+            for term in r["terms"]:
+                if term.startswith("_"):  # the scope lexeme (the analyzer never emits "_")
+                    continue
+                lst = postings.get(term)
+                if lst is None:
+                    lst = postings[term] = array("i")
+                lst.append(slot)
+                self._n_postings += 1
+        span = slice(first, first + len(fresh))
+        for name, m, has in (("e", e, None), ("q", q, has_q), ("a", a, has_a)):
+            self._m[name][span] = m
+            self._inv[name][span] = _inverse_norms(m)
+            if has is not None:
+                self._has[name][span] = has
+        self.n = first + len(fresh)
+
+    # --- candidates (the caller holds ``lock``) --------------------------------------------
+    def _term_scores(self, weights: Sequence[tuple[str, float]]) -> npt.NDArray[np.float64]:
+        """Σ weight·[term ∈ turn] for every row, terms added in the given order (as in SQL)."""
+        score = np.zeros(self.n, dtype=np.float64)
+        for term, w in weights:
+            lst = self.postings.get(term)
+            if lst is not None and len(lst):
+                score[np.frombuffer(lst, dtype=np.int32)] += w
+        return score
+
+    def lexical(self, match: Sequence[str], weights: Sequence[tuple[str, float]], *, k1: float, b: float,
+                avg_len: float, limit: int) -> list[tuple[str, int]]:
+        """(id, rank from 1) of the best ``limit`` rows holding a ``match`` term, by Σ idf·[term ∈
+        turn] × (k1 + 1) / (1 + k1·(1 − b + b·len / avg_len)), ties by id."""
+        with self.lock:
+            lists = [np.frombuffer(self.postings[t], dtype=np.int32) for t in match if t in self.postings]
+            if not lists or limit <= 0:
+                return []
+            rows = np.unique(np.concatenate(lists))
+            score = self._term_scores(weights)[rows] * (k1 + 1) / (1 + k1 * (1 - b + b * self._len[rows] / avg_len))
+            if len(rows) > limit:  # only the best (and whatever ties the last) need the exact order
+                keep = score >= np.partition(score, len(rows) - limit)[len(rows) - limit]
+                rows, score = rows[keep], score[keep]
+            ids = self.ids
+        best = sorted(zip((-score).tolist(), rows.tolist(), strict=True), key=lambda x: (x[0], ids[x[1]]))[:limit]
+        return [(ids[slot], i + 1) for i, (_, slot) in enumerate(best)]
+
+    def dated(self, ranges: Sequence[tuple[dt.datetime, dt.datetime]], weights: Sequence[tuple[str, float]], *,
+              scan: int, limit: int) -> list[str]:
+        """Ids of the turns inside the ranges: of each range's first ``scan`` by time, the best
+        ``limit`` by Σ idf·[term ∈ turn] (earliest first on ties); at most ``limit`` in all."""
+        out: list[str] = []
+        with self.lock:
+            if not ranges or limit <= 0 or self.n == 0:
+                return out
+            when = self._when[: self.n]
+            score = self._term_scores(weights)
+            for lo, hi in ranges:
+                inside = np.nonzero((when >= _micros(lo)) & (when < _micros(hi)))[0]
+                first = inside[np.argsort(when[inside], kind="stable")][:scan]
+                order = sorted(first.tolist(), key=lambda slot: (-score[slot], when[slot]))[:limit]
+                out.extend(self.ids[slot] for slot in order)
+        return out[:limit]
+
+    def top(self, vec: F32, k: int) -> list[tuple[str, float]]:
+        """The ``k`` turns most similar to ``vec`` by exact cosine, best first."""
+        with self.lock:
+            return self._top(vec, k)
+
+    def _top(self, vec: F32, k: int) -> list[tuple[str, float]]:
+        n = self.n
+        if n == 0 or k <= 0:
+            return []
+        unit = (vec / (np.linalg.norm(vec) or 1.0)).astype(np.float32)
+        scores = np.empty(n, dtype=np.float32)
+        m = self._m["e"]
+        for start in range(0, n, _CHUNK):
+            stop = min(start + _CHUNK, n)
+            np.dot(m[start:stop], unit, out=scores[start:stop])
+        scores *= self._inv["e"][:n]
+        if k < n:
+            best = np.argpartition(-scores, k - 1)[:k]
+            best = best[np.argsort(-scores[best], kind="stable")]
+        else:
+            best = np.argsort(-scores, kind="stable")
+        return [(self.ids[i], float(scores[i])) for i in best]
+
+    def cosines(self, ids: Iterable[str], vec: F32) -> dict[str, Cosines]:
+        """Turn, question and answer cosines of the known ``ids`` with ``vec``."""
+        with self.lock:
+            known = [(tid, self.row_of[tid]) for tid in ids if tid in self.row_of]
+            if not known:
+                return {}
+            idx = np.array([slot for _, slot in known])
+            unit = (vec / (np.linalg.norm(vec) or 1.0)).astype(np.float32)
+            cos = {name: ((self._m[name][idx] @ unit) * self._inv[name][idx]).tolist() for name in ("e", "q", "a")}
+            has = {name: self._has[name][idx].tolist() for name in ("q", "a")}
+        return {tid: Cosines(turn=cos["e"][j], question=cos["q"][j] if has["q"][j] else None,
+                             answer=cos["a"][j] if has["a"][j] else None) for j, (tid, _) in enumerate(known)}
+
+
+class UserIndexCache:
+    """LRU of ``UserIndex`` by (tenant, agent, user), bounded in bytes and idle time."""
+
+    def __init__(self, max_bytes: int, dim: int, *, idle_s: float = 900.0) -> None:
+        self.max_bytes = max_bytes
+        self.dim = dim
+        self.idle_s = idle_s
+        self._entries: OrderedDict[Key, UserIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(e.nbytes for e in self._entries.values())
+
+    def fits(self, n_rows: int) -> bool:
+        """Whether a user of ``n_rows`` indexed turns may be copied (a quarter of the budget)."""
+        return (3 * self.dim * 4 + 3 * 4 + 2 + 8 + 8 + 250 + 4 * 40) * n_rows <= self.max_bytes // 4
+
+    def drop_user(self, tenant_id: str, user_id: str) -> int:
+        """Forget a user's copies under every agent (erasure: this process at once; other
+        processes notice the deleted rows, or the entry idles out)."""
+        with self._lock:
+            keys = [k for k in self._entries if k[0] == tenant_id and k[2] == user_id]
+            for k in keys:
+                del self._entries[k]
+        return len(keys)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def current(self, conn: Conn, key: Key, *, generation: int, n_docs: int) -> UserIndex | None:
+        """The user's copy as of ``generation`` (read in ``conn``, the caller's tenant
+        transaction), loaded or refreshed as needed; None for a user too large to copy."""
+        if not self.fits(n_docs):
+            return None
+        self._expire()
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None:
+            entry = self._load(conn, key, generation)
+        elif entry.generation != generation or entry.n > n_docs:
+            with entry.lock:
+                if entry.generation != generation:
+                    self._refresh(conn, key, entry, generation)
+            if entry.n > n_docs or entry.stale:  # rows were deleted or re-indexed: read them all again
+                entry = self._load(conn, key, generation)
+        entry.last_used = time.monotonic()
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            self._evict()
+        return entry
+
+    def _load(self, conn: Conn, key: Key, generation: int) -> UserIndex:
+        entry = UserIndex(self.dim, generation)
+        started = time.perf_counter()
+        rows = conn.cursor(binary=True).execute(_LOAD_SQL, {"t": key[0], "a": key[1], "u": key[2]}).fetchall()
+        entry.upsert(rows)  # type: ignore[arg-type]  # the pool's row factory is dict_row
+        log.info("user index loaded", extra={"rows": entry.n, "ms": round((time.perf_counter() - started) * 1000, 1)})
+        return entry
+
+    def _refresh(self, conn: Conn, key: Key, entry: UserIndex, generation: int) -> None:
+        since = entry.watermark - REFRESH_MARGIN if entry.watermark is not None else None
+        sql = _LOAD_SQL + (" and t.indexed_at >= %(since)s" if since is not None else "")
+        rows = conn.cursor(binary=True).execute(
+            sql, {"t": key[0], "a": key[1], "u": key[2], "since": since}).fetchall()
+        entry.upsert(rows)  # type: ignore[arg-type]
+        entry.generation = generation
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if now - e.last_used > self.idle_s]:
+                del self._entries[key]
+
+    def _evict(self) -> None:
+        total = sum(e.nbytes for e in self._entries.values())
+        while total > self.max_bytes and len(self._entries) > 1:
+            _, old = self._entries.popitem(last=False)
+            total -= old.nbytes
