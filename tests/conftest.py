@@ -21,6 +21,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("CONTEXT_ENGINE_ENVIRONMENT", "test")
 os.environ.setdefault("CONTEXT_ENGINE_EMBEDDER", "hashing")
+os.environ.setdefault("CONTEXT_ENGINE_USER_INDEX_LOAD", "sync")  # background loads: test_user_index.py
 
 REPO = Path(__file__).resolve().parents[1]
 

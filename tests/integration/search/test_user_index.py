@@ -156,6 +156,23 @@ def test_budget_evicts_least_recently_used_and_skips_users_too_large(runtime, ad
     assert len(tiny) == 0 and res.hits  # served by the all-SQL path
 
 
+def test_background_loads_serve_the_first_query_from_sql(runtime, admin) -> None:
+    _write(runtime, admin, n=20)
+    cache = UserIndexCache(1 << 26, runtime.settings.embedding_dim, background=runtime.db)
+    scope = Scope(admin.tenant_id, "a1", "u1")
+    sql_only = PostgresSearchBackend(runtime.db).search_turns(scope, _query(runtime, "rescue dog"), k=100)
+    backend = PostgresSearchBackend(runtime.db, cache)
+    first = backend.search_turns(scope, _query(runtime, "rescue dog"), k=100)
+    assert first.round_trips == sql_only.round_trips  # the SQL path answered (the load runs meanwhile)
+    cache.wait_for_loads()
+    entry = cache._entries[(admin.tenant_id, "a1", "u1")]
+    assert entry.n == 20 and entry.generation > 0
+    second = backend.search_turns(scope, _query(runtime, "rescue dog"), k=100)
+    assert second.round_trips == first.round_trips + 1  # the copy's path: rows read in two statements
+    assert {h.candidate.id: h.score for h in second.hits} == pytest.approx(
+        {h.candidate.id: h.score for h in first.hits}, abs=1e-4)
+
+
 def test_idle_copies_expire(runtime, admin) -> None:
     _write(runtime, admin, n=5)
     cache = UserIndexCache(1 << 26, runtime.settings.embedding_dim, idle_s=0.0)

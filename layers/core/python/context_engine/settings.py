@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # 0 turns it off (the dense side then runs in SQL).
     user_index_mb: int = Field(default=256, ge=0)
     user_index_idle_s: int = Field(default=900, ge=1)
+    # "background": a user's first query is served by SQL while their copy loads on a thread;
+    # "sync": that query loads it (deterministic; the tests use it).
+    user_index_load: Literal["background", "sync"] = "background"
 
     # --- cache -------------------------------------------------------------------
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "CONTEXT_ENGINE_REDIS_URL"))

@@ -68,7 +68,8 @@ def user_index_cache(rt: Runtime) -> Any:
             from context_engine.search.user_index import UserIndexCache
 
             cache = UserIndexCache(settings.user_index_mb * 1024 * 1024, settings.embedding_dim,
-                                idle_s=settings.user_index_idle_s)
+                                   idle_s=settings.user_index_idle_s,
+                                   background=rt.db if settings.user_index_load == "background" else None)
             _user_indexes[rt.db] = cache
         return cache
 

@@ -49,13 +49,14 @@ import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from context_engine.db.database import Conn
+from context_engine.db.database import Conn, Database
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ _LOAD_SQL = (
     " vector_send(t.embedding) as e, vector_send(t.q_embedding) as q, vector_send(t.a_embedding) as a"
     " from turns t where t.tenant_id = %(t)s and t.agent_id = %(a)s and t.user_id = %(u)s"
     " and t.embedding is not null and t.lex is not null"
+)
+
+_GENERATION_SQL = (
+    "select coalesce((select generation from search_generations"
+    " where tenant_id = %(t)s and agent_id = %(a)s and user_id = %(u)s), 0) as g"
 )
 
 Key = tuple[str, str, str]  # tenant, agent, user
@@ -143,6 +149,8 @@ class UserIndex:
         cap = len(self._when)
         if need <= cap:
             return
+        if self.n == 0:
+            cap = need + 16  # a load: exactly what it holds, plus room for a few new turns
         while cap < need:
             cap *= 2
         for store in (self._m, self._inv, self._has):
@@ -177,23 +185,28 @@ class UserIndex:
         first = self.n
         self._grow(first + len(fresh))
         postings = self.postings
-        for slot, r in enumerate(fresh, start=first):
+        row_of, id_at, ids, keys = self.row_of, self.id_at, self.ids, self.keys
+        when, length = self._when, self._len
+        n_postings = 0
+        for slot, r in enumerate(fresh, start=first):  # ~1 µs per term: the hot loop of a load
             tid = str(r["id"])
-            key = (r["session_id"], int(r["seq"]))
-            self.row_of[tid] = slot
-            self.ids.append(tid)
-            self.keys.append(key)
-            self.id_at[key] = tid
-            self._when[slot] = _micros(r["occurred_at"])
-            self._len[slot] = r["lex_len"] or 0
-            for term in r["terms"]:
-                if term.startswith("_"):  # the scope lexeme (the analyzer never emits "_")
-                    continue
+            key = (r["session_id"], r["seq"])
+            row_of[tid] = slot
+            ids.append(tid)
+            keys.append(key)
+            id_at[key] = tid
+            when[slot] = _micros(r["occurred_at"])
+            length[slot] = r["lex_len"] or 0
+            terms = r["terms"]
+            n_postings += len(terms)
+            for term in terms:
                 lst = postings.get(term)
                 if lst is None:
                     lst = postings[term] = array("i")
                 lst.append(slot)
-                self._n_postings += 1
+        for term in [t for t in postings if t.startswith("_")]:  # the scope lexeme: no query has it
+            n_postings -= len(postings.pop(term))
+        self._n_postings += n_postings
         span = slice(first, first + len(fresh))
         for name, m, has in (("e", e, None), ("q", q, has_q), ("a", a, has_a)):
             self._m[name][span] = m
@@ -286,12 +299,19 @@ class UserIndex:
 class UserIndexCache:
     """LRU of ``UserIndex`` by (tenant, agent, user), bounded in bytes and idle time."""
 
-    def __init__(self, max_bytes: int, dim: int, *, idle_s: float = 900.0) -> None:
+    def __init__(self, max_bytes: int, dim: int, *, idle_s: float = 900.0, background: Database | None = None,
+                 ) -> None:
+        """``background``: load new copies on a thread of their own, through this database, while
+        the query that asked for one is served by the SQL path (no request pays for a load);
+        None: the query loads it in its own transaction (deterministic, for tests)."""
         self.max_bytes = max_bytes
         self.dim = dim
         self.idle_s = idle_s
         self._entries: OrderedDict[Key, UserIndex] = OrderedDict()
         self._lock = threading.Lock()
+        self._db = background
+        self._loading: set[Key] = set()
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="user-index") if background else None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -320,26 +340,62 @@ class UserIndexCache:
 
     def current(self, conn: Conn, key: Key, *, generation: int, n_docs: int) -> UserIndex | None:
         """The user's copy as of ``generation`` (read in ``conn``, the caller's tenant
-        transaction), loaded or refreshed as needed; None for a user too large to copy."""
+        transaction), refreshed as needed; None while it is being loaded, or for a user too
+        large to copy (the caller searches in SQL)."""
         if not self.fits(n_docs):
             return None
         self._expire()
         with self._lock:
             entry = self._entries.get(key)
-        if entry is None:
-            entry = self._load(conn, key, generation)
-        elif entry.generation != generation or entry.n > n_docs:
+        if entry is not None and (entry.generation != generation or entry.n > n_docs):
             with entry.lock:
                 if entry.generation != generation:
                     self._refresh(conn, key, entry, generation)
-            if entry.n > n_docs or entry.stale:  # rows were deleted or re-indexed: read them all again
-                entry = self._load(conn, key, generation)
+            if entry.n > n_docs or entry.stale:  # rows were deleted or re-indexed: load it again
+                with self._lock:
+                    self._entries.pop(key, None)
+                entry = None
+        if entry is None:
+            if self._loader is not None:
+                self._load_soon(key)
+                return None
+            entry = self._load(conn, key, generation)
+        self._keep(key, entry)
+        return entry
+
+    def wait_for_loads(self, timeout: float = 30.0) -> None:
+        """Block until the background loads scheduled so far are done (tests, benchmarks)."""
+        if self._loader is not None:
+            self._loader.submit(lambda: None).result(timeout)
+
+    def _keep(self, key: Key, entry: UserIndex) -> None:
         entry.last_used = time.monotonic()
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
             self._evict()
-        return entry
+
+    def _load_soon(self, key: Key) -> None:
+        with self._lock:
+            if key in self._loading:
+                return
+            self._loading.add(key)
+        assert self._loader is not None
+        self._loader.submit(self._load_in_background, key)
+
+    def _load_in_background(self, key: Key) -> None:
+        assert self._db is not None
+        try:
+            with self._db.tenant(key[0]) as conn:
+                # the generation first: the rows read next hold at least what it counts
+                generation = conn.execute(_GENERATION_SQL, {"t": key[0], "a": key[1], "u": key[2]}).fetchone()
+                assert generation is not None
+                self._keep(key, self._load(conn, key, int(generation["g"])))
+        except Exception:  # the SQL path keeps serving; the next query tries again
+            log.exception("user index load failed")
+        finally:
+            with self._lock:
+                self._loading.discard(key)
 
     def _load(self, conn: Conn, key: Key, generation: int) -> UserIndex:
         entry = UserIndex(self.dim, generation)
