@@ -42,13 +42,16 @@ import locomo  # noqa: E402
 import numpy as np  # noqa: E402
 
 from context_engine.auth import create_key  # noqa: E402
-from context_engine.models.api import QueryContextRequest  # noqa: E402
+from context_engine.models.api import QueryContextRequest, WriteTurnRequest  # noqa: E402
 from context_engine.models.domain import Principal, Role  # noqa: E402
+from context_engine.observability.gc_tuning import tune_for_requests  # noqa: E402
 from context_engine.observability.powertools import metrics  # noqa: E402
 from context_engine.retrieval import analyze, index_date_text  # noqa: E402
 from context_engine.runtime import build_runtime  # noqa: E402
+from context_engine.search import user_index_cache  # noqa: E402
 from context_engine.search.postgres import vector_literal  # noqa: E402
-from context_engine.services import context  # noqa: E402
+from context_engine.search.user_index import UserIndexCache  # noqa: E402
+from context_engine.services import context, indexing, turns  # noqa: E402
 from context_engine.settings import Settings  # noqa: E402
 from context_engine.text.tokens import count_tokens  # noqa: E402
 
@@ -82,6 +85,11 @@ def load(rt, data_dir: Path, rng: random.Random) -> None:  # type: ignore[no-unt
     with rt.db.owner() as conn:
         have = conn.execute("select count(*) as n from turns where tenant_id = %s", [TENANT]).fetchone()["n"]
     if have >= USERS * SESSIONS * TURNS:
+        with rt.db.owner() as conn:  # data dirs made before indexed_at followed the turns' times
+            fixed = conn.execute("update turns set indexed_at = occurred_at where tenant_id = %s and indexed_at = %s",
+                                 [TENANT, T0]).rowcount
+        if fixed:
+            _vacuum(rt)
         return
     t_start = time.perf_counter()
     convs = locomo.load()
@@ -129,7 +137,7 @@ def load(rt, data_dir: Path, rng: random.Random) -> None:  # type: ignore[no-unt
                             f"{date}\n{utts[a]}\n{utts[b]}",
                             " ".join(f"'{t}'" for t in dict.fromkeys([*lex, scopes[u]])),
                             len(lex), [" ".join(terms[a]), " ".join(terms[b])], vector_literal(turn_vec),
-                            literals[a], literals[b], model, T0))
+                            literals[a], literals[b], model, day + dt.timedelta(minutes=q)))
         print(f"<!-- copied {USERS * SESSIONS * TURNS} turns in {time.perf_counter() - t_start:.0f}s -->", flush=True)
         t1 = time.perf_counter()
         conn.execute("set maintenance_work_mem = '1GB'")
@@ -152,14 +160,19 @@ def load(rt, data_dir: Path, rng: random.Random) -> None:  # type: ignore[no-unt
                 private = i < 250
                 cp.write_row((TENANT, uuid.uuid4(), AGENT, f"u{i % USERS}" if private else None,
                               "private" if private else "agent", utts[k], tokens[k], literals[k], model, T0))
-    # VACUUM sets the visibility map, without which the index-only scans of the user's vectors
-    # read the heap too (autovacuum does this in a running system; a bulk load must ask).
+    _vacuum(rt)
+    print(f"<!-- setup {time.perf_counter() - t_start:.0f}s -->", flush=True)
+
+
+def _vacuum(rt) -> None:  # type: ignore[no-untyped-def]
+    """VACUUM sets the visibility map, without which the index-only scans of the user's vectors
+    read the heap too, and clears dead row versions (autovacuum does this in a running system;
+    a bulk load must ask)."""
     import psycopg
 
     assert rt.db.owner_dsn is not None
     with psycopg.connect(rt.db.owner_dsn, autocommit=True) as conn:
         conn.execute("vacuum analyze")
-    print(f"<!-- setup {time.perf_counter() - t_start:.0f}s -->", flush=True)
 
 
 def start_redis() -> tuple[subprocess.Popen[bytes], str] | None:
@@ -188,6 +201,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=2000)
     ap.add_argument("--embedder", default="minilm", choices=("minilm", "hashing", "bedrock"))
     ap.add_argument("--redis", action="store_true", help="also measure hits on a real redis-server")
+    ap.add_argument("--default-gc", action="store_true", help="keep CPython's collector settings")
     args = ap.parse_args()
 
     data_dir = Path(args.data_dir)
@@ -215,11 +229,59 @@ def main() -> None:
             metrics.clear_metrics()  # no handler flushes them here; powertools would print every 100
         return miss, hit
 
+    def run_after_writes(texts: list[str]) -> list[float]:
+        """Each query right after a turn of the user was written and indexed: the generation
+        changed, so the user's in-process index is refreshed inside the miss."""
+        ms = []
+        for i, text in enumerate(texts):
+            written, _ = turns.write_turn(rt, principal, "u0-writes", WriteTurnRequest(
+                agent_id=AGENT, user_id="u0", question=f"u0: {questions[-1 - i]}", answer="a: noted"), None)
+            indexing.index_turn(rt, TENANT, written.turn_id)
+            req = QueryContextRequest(agent_id=AGENT, user_id="u0", query=text, token_budget=args.budget)
+            t = time.perf_counter()
+            assert context.query_context(rt, principal, req).cache == "miss"
+            ms.append((time.perf_counter() - t) * 1000)
+            metrics.clear_metrics()
+        with rt.db.owner() as conn:  # leave the data as it was for the next run
+            conn.execute("delete from turns where tenant_id = %s and session_id = 'u0-writes'", [TENANT])
+            conn.execute("delete from sessions where tenant_id = %s and id = 'u0-writes'", [TENANT])
+        return ms
+
+    def first_queries(users: range) -> list[float]:
+        """The first miss of each user in this process: served by the SQL path while the user's
+        index loads in the background."""
+        ms = []
+        for u in users:
+            req = QueryContextRequest(agent_id=AGENT, user_id=f"u{u}", query=questions[-u], token_budget=args.budget)
+            t = time.perf_counter()
+            context.query_context(rt, principal, req)
+            ms.append((time.perf_counter() - t) * 1000)
+            indexes.wait_for_loads()  # the next user's first query should not compete with this load
+        return ms
+
+    def index_loads(users: range) -> list[float]:
+        """Loading one user's index (10k turns), as the background thread does."""
+        ms = []
+        for u in users:
+            sync = UserIndexCache(1 << 30, rt.settings.embedding_dim)
+            with rt.db.tenant(TENANT) as conn:
+                t = time.perf_counter()
+                sync.current(conn, (TENANT, AGENT, f"u{u}"), generation=0, n_docs=SESSIONS * TURNS)
+                ms.append((time.perf_counter() - t) * 1000)
+        return ms
+
+    indexes = user_index_cache(rt)
     rt.embedder.embed_query("warm up")
+    cold = first_queries(range(1, 4))
+    loads = index_loads(range(1, 4))
     run([f"warm up {q}" for q in questions[:20]], None)  # prepared statements, caches of the process
+    indexes.wait_for_loads()
+    if not args.default_gc:
+        tune_for_requests()  # as the query function and `serve` do after start-up
     load_avg = os.getloadavg()
     miss_free, hit_free = run(questions[:n], None)
     miss_sess, hit_sess = run(questions[n: 2 * n], "u0-s99")
+    miss_written = run_after_writes(questions[2 * n: 2 * n + 100])
     embed_ms = []
     for q in questions[2 * n: 2 * n + 100]:
         t = time.perf_counter()
@@ -227,6 +289,9 @@ def main() -> None:
         embed_ms.append((time.perf_counter() - t) * 1000)
     rows = [line("miss, no session (retrieval over 10k turns)", miss_free),
             line("miss, with session (+ summary, recent, tools)", miss_sess),
+            line("miss right after a write of the user (index refreshed)", miss_written),
+            line("first miss of a user in the process (SQL path; the index loads meanwhile)", cold),
+            line("  loading a user's index (10k turns), off the request path", loads),
             line("hit (in-process LRU)", hit_free + hit_sess),
             line("  of a miss: query embedding alone", embed_ms)]
     redis_proc = start_redis() if args.redis else None

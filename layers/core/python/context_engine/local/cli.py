@@ -39,6 +39,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from context_engine.pipeline.local import LocalDispatcher
 
     dispatcher = LocalDispatcher(rt).start()  # events → queues → consumers, workflows on moto, the relay
+    from context_engine.observability.gc_tuning import tune_for_requests
+
+    tune_for_requests()
     thread = start_background(server)
     if args.demo:
         from context_engine.local.demo import run_demo
