@@ -120,3 +120,14 @@ def test_functions_wait_for_the_schema(synth: Any) -> None:
     for name in FUNCTIONS:
         depends = synth.resources[synth.logical_id(synth.stack.functions.by_name[name])].get("DependsOn", [])
         assert migrations in depends, name
+
+
+def test_the_query_function_has_room_for_users_search_indexes(synth: Any) -> None:
+    """search/user_index.py: a 10k-turn user with 1024-d vectors (~125 MB) must fit the quarter
+    of the index budget a user may take, and the budget must leave the function room to run."""
+    from context_engine.search.user_index import UserIndexCache
+
+    props = fn_props(synth, "query")
+    budget_mb = int(props["Environment"]["Variables"]["CONTEXT_ENGINE_USER_INDEX_MB"])
+    assert UserIndexCache(budget_mb * 1024 * 1024, 1024).fits(10_000)
+    assert budget_mb <= props["MemorySize"] / 2

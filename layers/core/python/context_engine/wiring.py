@@ -40,8 +40,10 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("authorizer", "Resolves an API key to tenant, role and agent scope", memory_mb=256, timeout_s=5),
         FunctionSpec("write", "WriteQA, tool calls, memories, agents, DeleteContext", needs_events=True,
                      needs_cache=True),
+        # 1769 MB is one full vCPU; 768 MB of it keep users' search indexes warm (search/user_index.py:
+        # a 10k-turn user with 1024-d Titan vectors is ~125 MB, and a user may take a quarter).
         FunctionSpec("query", "QueryContext, session reads, memory search, jobs, health", needs_cache=True,
-                     memory_mb=1024, needs_bedrock=True),
+                     memory_mb=1769, needs_bedrock=True, extra={"CONTEXT_ENGINE_USER_INDEX_MB": "768"}),
         # --- event pipeline (see QUEUES, EVENT_RULES, WORKFLOWS, SCHEDULES below) -----------
         FunctionSpec("index", "Index consumer: embeds and indexes turns and memories, prepares contexts",
                      memory_mb=1024, timeout_s=60, needs_cache=True, needs_bedrock=True),
