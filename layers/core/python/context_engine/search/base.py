@@ -103,6 +103,7 @@ class TurnSearch:
     hits: list[Scored]
     candidates: int
     round_trips: int
+    from_user_index: bool = False  # PostgreSQL: candidates found in the user's in-process index
 
 
 @dataclass(frozen=True)

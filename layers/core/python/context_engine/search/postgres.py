@@ -228,12 +228,8 @@ def _candidates_sql(*, n_terms: int, matching: bool, dated: bool, dense: bool, h
     )
 
 
-# Rows by id and by (session, seq), and optionally the newest unindexed turns (the "fresh"
-# source): the user's copy (user_index.py) found the candidates, the texts come from here.
-_ROWS_BY_ID = (
-    f"select {_TURN_COLS} from unnest(%(ids)s::uuid[]) as k(id), lateral (select * from turns t"
-    " where t.tenant_id = %(t)s and t.id = k.id and t.agent_id = %(a)s and t.user_id = %(u)s) t"
-)
+# With the user's copy (user_index.py): rows by (session, seq) for a second neighbour pass, and
+# the newest unindexed turns (the "fresh" source), which the copy does not hold.
 _ROWS_BY_KEY = (
     f"select {_TURN_COLS} from unnest(%(sessions)s::text[], %(seqs)s::int[]) as k(s, q),"
     " lateral (select * from turns t where t.tenant_id = %(t)s and t.session_id = k.s and t.seq = k.q"
@@ -356,47 +352,36 @@ class PostgresSearchBackend:
         k: int, config: RankConfig, plan: CandidatePlan, match: list[str], scored: list[str],
         ranges: list[tuple[dt.datetime, dt.datetime]],
     ) -> TurnSearch:
-        """The candidate statement's sources from the user's copy: (1) lexical and date-range
-        candidates in memory, their rows and the unindexed turns in one statement — all while
-        the query is still being embedded; (2) the dense top by exact cosine, the neighbours of
-        the best by reciprocal-rank fusion (looked up in the copy), and one statement for the
-        rows not read yet. Cosines come from the copy."""
+        """The candidate statement's sources from the user's copy, which holds the indexed turns'
+        rows too: lexical and date-range candidates in memory and the unindexed turns in SQL,
+        while the query is still being embedded; then the dense top by exact cosine and the
+        neighbours of the best by reciprocal-rank fusion, looked up in the copy, with the cosines."""
         weights = [(t, stats.idf(t)) for t in scored]
         lexical = copy.lexical(match, weights, k1=config.k1, b=config.b, avg_len=max(stats.avg_len, 1.0),
                                limit=plan.fts) if match else []
         dated = copy.dated(ranges, weights, scan=plan.date_scan, limit=plan.date_rows) if ranges else []
-        rows: dict[str, dict[str, Any]] = {}
-        first = conn.execute(_ROWS_BY_ID + " union all " + _FRESH_ROWS,
-                             {**params, "ids": list(dict.fromkeys([*(tid for tid, _ in lexical), *dated]))})
-        for r in first.fetchall():
-            rows.setdefault(str(r["id"]), r)
+        fresh = {str(r["id"]): r for r in conn.execute(_FRESH_ROWS, params).fetchall()}
         vec = query.vector
         if vec is not None and len(vec) != copy.dim:  # the stored vectors come from another model
             log.warning("query vector has %d dimensions, stored vectors %d: lexical only", len(vec), copy.dim)
             vec = None
         dense = [(tid, i + 1) for i, (tid, _) in enumerate(copy.top(vec, plan.vector))] if vec is not None else []
-        wanted = [tid for tid, _ in dense if tid not in rows]
-        keys: list[tuple[str, int]] = []
+        chosen = list(dict.fromkeys([*(tid for tid, _ in lexical), *dated, *fresh, *(tid for tid, _ in dense)]))
         if plan.neighbours:
-            expand = (list(dict.fromkeys([*rows, *(tid for tid, _ in dense)])) if plan.neighbours_of_top is None
+            fresh_at = {(r["session_id"], r["seq"]): tid for tid, r in fresh.items()}
+            expand = (list(chosen) if plan.neighbours_of_top is None
                       else _fused_top([lexical, dense], plan.rrf_k, plan.neighbours_of_top))
             for tid in expand:
-                slot = copy.row_of.get(tid)
-                session_id, seq = copy.keys[slot] if slot is not None else (rows[tid]["session_id"], rows[tid]["seq"])
-                for n in (seq - 1, seq + 1):
-                    nb = copy.id_at.get((session_id, n))
-                    if nb is None:
-                        keys.append((session_id, n))  # not indexed yet, or no such turn
-                    elif nb not in rows:
-                        wanted.append(nb)
-        if wanted or keys:
-            more = conn.execute(_ROWS_BY_ID + " union all " + _ROWS_BY_KEY, {
-                **params, "ids": list(dict.fromkeys(wanted)), "sessions": [s for s, _ in keys],
-                "seqs": [q for _, q in keys]})
-            for r in more.fetchall():
-                rows.setdefault(str(r["id"]), r)
+                row = copy.rows.get(tid) or fresh[tid]
+                for n in (row["seq"] - 1, row["seq"] + 1):
+                    # a neighbour the copy lacks is an unindexed turn (then among the newest
+                    # ones, or too old to matter) or no turn at all
+                    nb = copy.id_at.get((row["session_id"], n)) or fresh_at.get((row["session_id"], n))
+                    if nb is not None:
+                        chosen.append(nb)
+        rows = {tid: copy.rows.get(tid) or fresh[tid] for tid in dict.fromkeys(chosen)}
         if not rows:
-            return TurnSearch(hits=[], candidates=0, round_trips=3)
+            return TurnSearch(hits=[], candidates=0, round_trips=2, from_user_index=True)
         cosines = copy.cosines(rows, vec) if vec is not None else {}
         turn_rows = [_row(r, cosines.get(tid)) for tid, r in rows.items()]
 
@@ -407,7 +392,8 @@ class PostgresSearchBackend:
             return [_row(r, more.get(str(r["id"]))) for r in found]
 
         found = rank_turns(query, turn_rows, stats, k=k, config=config, plan=plan, fetch_neighbours=fetch_neighbours)
-        return TurnSearch(hits=found.hits, candidates=found.candidates, round_trips=found.round_trips + 2)
+        return TurnSearch(hits=found.hits, candidates=found.candidates, round_trips=found.round_trips + 1,
+                          from_user_index=True)
 
     # --- memories ------------------------------------------------------------------------
     def search_memories(self, scope: Scope, query: SearchQuery, *, k: int) -> list[ScoredMemory]:

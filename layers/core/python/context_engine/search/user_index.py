@@ -1,14 +1,14 @@
-"""A process-wide copy of recently queried users' search index: their indexed turns' terms,
-dates and vectors, so a turn search finds its lexical, date and dense candidates and the
-cosines without scanning in SQL.
+"""A process-wide copy of recently queried users' search index: their indexed turns' rows,
+terms, dates and vectors, so a turn search finds its lexical, date and dense candidates, their
+neighbours, rows and cosines without a candidate statement.
 
 Why: with 10k turns per user, the candidate statement (full-text match through the GIN index,
-binary-quantized vector scan, exact re-order of TOASTed vectors, three cosines per row) was
-most of a cache miss (docs/query.md). The same work on in-memory posting lists and a float32
-matrix takes about a millisecond, and the lexical side no longer waits for the query vector:
-it runs while the query is embedded. A warm Lambda (or the local server) keeps the copy across
-requests, so a user's later queries pay only for what changed. Rows themselves (texts) are
-still read from PostgreSQL, by id, under the tenant's row-level security.
+binary-quantized vector scan, exact re-order of TOASTed vectors, three cosines per row, the
+rows) was most of a cache miss (docs/query.md). The same work on in-memory posting lists and a
+float32 matrix takes about a millisecond, and the lexical side no longer waits for the query
+vector: it runs while the query is embedded. A warm Lambda (or the local server) keeps the copy
+across requests, so a user's later queries pay only for what changed; SQL still reads the
+statistics (and the generation) and the turns not indexed yet.
 
 Same candidates as the SQL path (``search.postgres``), by construction: the statistics (idf,
 average length) still come from PostgreSQL; lexical candidates are the rows holding a
@@ -17,7 +17,8 @@ candidates are the first ``date_scan`` rows of each range by time, scored withou
 One difference: the copy holds indexed turns only, so a not-yet-indexed turn inside a named
 date range is a candidate only through the "unindexed" source (the newest ones).
 
-Consistency — a stale copy can cost recall, never leak or resurrect a row:
+Consistency — the copy is what a query's statistics statement saw, as a read in that
+snapshot would be:
 
 - **Generation.** Every change to a user's turns bumps their search generation in the same
   transaction (``0003_search.sql`` triggers). The turn search reads it with the statistics;
@@ -28,16 +29,20 @@ Consistency — a stale copy can cost recall, never leak or resurrect a row:
   indexing statement runs.
 - **Deletions** (DeleteContext, erasure, retention) leave the copy with more rows than the
   user's indexed-turn count (``search_doc_stats.n_docs``, same triggers), and a re-indexed
-  turn (another embedding model) may change its terms: either way the copy is loaded again. A
-  deleted id the copy still returns is simply not found when its row is read.
+  turn (another embedding model) may change its terms: either way the copy is dropped and
+  loaded again. A turn deleted while a query runs may still be in that query's answer, as with
+  any read that races a delete.
+- **Isolation.** A copy is keyed by (tenant, agent, user) and loaded in a transaction of that
+  tenant, under row-level security, with the same explicit filters as every search statement.
 - **Bounds.** Entries are evicted least-recently-used beyond ``max_bytes`` and after
   ``idle_s`` without a query (so an erased user's data does not linger in a warm process);
   a user larger than a quarter of the budget is never copied (the SQL path serves them).
   Erasure drops the user's copies in the erasing process at once.
 
-The first query of a user in a process loads the copy synchronously (one statement; ~0.3 s
-for 10k turns with three 384-d vectors each on the 2-core dev machine, a few ms for a few
-hundred turns) — like a cold start, once per process and user.
+Loading a copy is one statement plus building the posting lists (~0.8 s for 10k turns with
+three 384-d vectors each on the 2-core dev machine; ~5 KB per turn in memory). By default it
+runs on a background thread while the user's first query takes the SQL path, so no request
+pays for it; ``background=None`` loads it in the query instead (tests).
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ REFRESH_MARGIN = dt.timedelta(seconds=60)
 _CHUNK = 1024
 
 _LOAD_SQL = (
-    "select t.id, t.session_id, t.seq, t.indexed_at, t.occurred_at, t.lex_len, tsvector_to_array(t.lex) as terms,"
+    "select t.id, t.session_id, t.seq, t.question, t.answer, t.lex_parts, t.indexed_at, t.occurred_at, t.lex_len,"
+    " tsvector_to_array(t.lex) as terms,"
     " vector_send(t.embedding) as e, vector_send(t.q_embedding) as q, vector_send(t.a_embedding) as a"
     " from turns t where t.tenant_id = %(t)s and t.agent_id = %(a)s and t.user_id = %(u)s"
     " and t.embedding is not null and t.lex is not null"
@@ -128,9 +134,13 @@ class UserIndex:
         self.keys: list[tuple[str, int]] = []
         self.row_of: dict[str, int] = {}
         self.id_at: dict[tuple[str, int], str] = {}
+        # each turn's row as the turn search reads it (search.postgres._TURN_COLS): turns are
+        # immutable but for deletion, which the generation and count checks catch
+        self.rows: dict[str, dict[str, Any]] = {}
         self.postings: dict[str, array[int]] = {}
         self.n = 0
         self._n_postings = 0
+        self._row_bytes = 0  # ids, keys, rows and their dicts, roughly
         cap = 16
         self._m = {name: np.zeros((cap, dim), dtype=np.float32) for name in ("e", "q", "a")}
         self._inv = {name: np.zeros(cap, dtype=np.float32) for name in ("e", "q", "a")}
@@ -143,7 +153,8 @@ class UserIndex:
     def nbytes(self) -> int:
         arrays = [*self._m.values(), *self._inv.values(), *self._has.values(), self._when, self._len]
         # + ids, keys and their dicts, and the posting lists, roughly
-        return sum(a.nbytes for a in arrays) + 250 * self.n + 4 * self._n_postings + 100 * len(self.postings)
+        return (sum(a.nbytes for a in arrays) + 4 * self._n_postings + 100 * len(self.postings)
+                + self._row_bytes)
 
     def _grow(self, need: int) -> None:
         cap = len(self._when)
@@ -185,13 +196,15 @@ class UserIndex:
         first = self.n
         self._grow(first + len(fresh))
         postings = self.postings
-        row_of, id_at, ids, keys = self.row_of, self.id_at, self.ids, self.keys
+        row_of, id_at, ids, keys, rows_by_id = self.row_of, self.id_at, self.ids, self.keys, self.rows
         when, length = self._when, self._len
         n_postings = 0
         for slot, r in enumerate(fresh, start=first):  # ~1 µs per term: the hot loop of a load
             tid = str(r["id"])
             key = (r["session_id"], r["seq"])
             row_of[tid] = slot
+            rows_by_id[tid] = {"id": tid, "session_id": r["session_id"], "seq": r["seq"], "question": r["question"],
+                               "answer": r["answer"], "occurred_at": r["occurred_at"], "lex_parts": r["lex_parts"]}
             ids.append(tid)
             keys.append(key)
             id_at[key] = tid
@@ -199,6 +212,7 @@ class UserIndex:
             length[slot] = r["lex_len"] or 0
             terms = r["terms"]
             n_postings += len(terms)
+            self._row_bytes += 900 + len(r["question"]) + len(r["answer"]) + sum(map(len, r["lex_parts"] or ()))
             for term in terms:
                 lst = postings.get(term)
                 if lst is None:
@@ -323,7 +337,7 @@ class UserIndexCache:
 
     def fits(self, n_rows: int) -> bool:
         """Whether a user of ``n_rows`` indexed turns may be copied (a quarter of the budget)."""
-        return (3 * self.dim * 4 + 3 * 4 + 2 + 8 + 8 + 250 + 4 * 40) * n_rows <= self.max_bytes // 4
+        return (3 * self.dim * 4 + 3 * 4 + 2 + 8 + 8 + 4 * 40 + 1500) * n_rows <= self.max_bytes // 4
 
     def drop_user(self, tenant_id: str, user_id: str) -> int:
         """Forget a user's copies under every agent (erasure: this process at once; other
