@@ -123,7 +123,7 @@ def test_functions_wait_for_the_schema(synth: Any) -> None:
 
 
 def test_the_query_function_has_room_for_users_search_indexes(synth: Any) -> None:
-    """search/user_index.py: a 10k-turn user with 1024-d vectors (~125 MB) must fit the quarter
+    """search/user_index.py: a 10k-turn user with 1024-d vectors (~140 MB) must fit the quarter
     of the index budget a user may take, and the budget must leave the function room to run."""
     from context_engine.search.user_index import UserIndexCache
 

@@ -41,7 +41,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("write", "WriteQA, tool calls, memories, agents, DeleteContext", needs_events=True,
                      needs_cache=True),
         # 1769 MB is one full vCPU; 768 MB of it keep users' search indexes warm (search/user_index.py:
-        # a 10k-turn user with 1024-d Titan vectors is ~125 MB, and a user may take a quarter).
+        # a 10k-turn user with 1024-d Titan vectors is ~140 MB, and a user may take a quarter).
         FunctionSpec("query", "QueryContext, session reads, memory search, jobs, health", needs_cache=True,
                      memory_mb=1769, needs_bedrock=True, extra={"CONTEXT_ENGINE_USER_INDEX_MB": "768"}),
         # --- event pipeline (see QUEUES, EVENT_RULES, WORKFLOWS, SCHEDULES below) -----------
