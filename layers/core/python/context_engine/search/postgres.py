@@ -228,13 +228,8 @@ def _candidates_sql(*, n_terms: int, matching: bool, dated: bool, dense: bool, h
     )
 
 
-# With the user's copy (user_index.py): rows by (session, seq) for a second neighbour pass, and
-# the newest unindexed turns (the "fresh" source), which the copy does not hold.
-_ROWS_BY_KEY = (
-    f"select {_TURN_COLS} from unnest(%(sessions)s::text[], %(seqs)s::int[]) as k(s, q),"
-    " lateral (select * from turns t where t.tenant_id = %(t)s and t.session_id = k.s and t.seq = k.q"
-    " and t.agent_id = %(a)s and t.user_id = %(u)s) t"
-)
+# With the user's copy (user_index.py): the newest unindexed turns (the "fresh" source), which
+# the copy does not hold.
 _FRESH_ROWS = (
     f"select * from (select {_TURN_COLS} from turns t where {_SCOPE} and t.indexed_at is null"
     " order by t.created_at desc limit %(n_fresh)s) f"
@@ -282,9 +277,9 @@ def tune_vector_search(conn: Conn) -> None:
 class PostgresSearchBackend:
     name = "postgres"
 
-    def __init__(self, db: Database, vectors: UserIndexCache | None = None) -> None:
+    def __init__(self, db: Database, user_indexes: UserIndexCache | None = None) -> None:
         self.db = db
-        self.vectors = vectors  # users' turn vectors in memory (user_index.py); None: all in SQL
+        self.user_indexes = user_indexes  # users' search indexes in memory (user_index.py); None: SQL only
 
     # --- turns ---------------------------------------------------------------------------
     def search_turns(
@@ -323,8 +318,8 @@ class PostgresSearchBackend:
         for i, t in enumerate(scored):
             params[f"q{i}"], params[f"w{i}"] = f"'{t}'", stats.idf(t)
         copy = None
-        if self.vectors is not None and n_docs <= plan.exact_scan_max and query.pending_vector is not None:
-            copy = self.vectors.current(conn, (scope.tenant_id, scope.agent_id, str(scope.user_id)),
+        if self.user_indexes is not None and n_docs <= plan.exact_scan_max and query.pending_vector is not None:
+            copy = self.user_indexes.current(conn, (scope.tenant_id, scope.agent_id, str(scope.user_id)),
                                         generation=int(head["generation"]), n_docs=n_docs)
         if copy is not None:
             return self._search_with_copy(conn, copy, query, stats, params, k=k, config=config, plan=plan,
@@ -386,8 +381,8 @@ class PostgresSearchBackend:
         turn_rows = [_row(r, cosines.get(tid)) for tid, r in rows.items()]
 
         def fetch_neighbours(keys: list[tuple[str, int]]) -> list[TurnRow]:
-            found = conn.execute(_ROWS_BY_KEY, {**params, "sessions": [s for s, _ in keys],
-                                                "seqs": [q for _, q in keys]}).fetchall()
+            found = conn.execute(_neighbours_sql(False), {**params, "sessions": [s for s, _ in keys],
+                                                          "seqs": [q for _, q in keys]}).fetchall()
             more = copy.cosines((str(r["id"]) for r in found), vec) if vec is not None else {}
             return [_row(r, more.get(str(r["id"]))) for r in found]
 
