@@ -120,8 +120,8 @@ def _micros(t: dt.datetime) -> int:
 
 
 class UserIndex:
-    """One user's indexed turns: ids, (session, seq), time, analyzed-term count, posting lists,
-    and the turn, question and answer vectors with their inverse norms. Rows only grow; a
+    """One user's indexed turns: rows, time, analyzed-term count, posting lists, and the turn,
+    question and answer vectors with their inverse norms. Rows only grow; a
     re-indexed turn marks the copy ``stale`` (its terms may have changed) for a reload."""
 
     def __init__(self, dim: int, generation: int) -> None:
@@ -131,7 +131,6 @@ class UserIndex:
         self.last_used = time.monotonic()
         self.stale = False
         self.ids: list[str] = []
-        self.keys: list[tuple[str, int]] = []
         self.row_of: dict[str, int] = {}
         self.id_at: dict[tuple[str, int], str] = {}
         # each turn's row as the turn search reads it (search.postgres._TURN_COLS): turns are
@@ -140,7 +139,7 @@ class UserIndex:
         self.postings: dict[str, array[int]] = {}
         self.n = 0
         self._n_postings = 0
-        self._row_bytes = 0  # ids, keys, rows and their dicts, roughly
+        self._row_bytes = 0  # ids, rows and their dicts, roughly
         cap = 16
         self._m = {name: np.zeros((cap, dim), dtype=np.float32) for name in ("e", "q", "a")}
         self._inv = {name: np.zeros(cap, dtype=np.float32) for name in ("e", "q", "a")}
@@ -152,7 +151,7 @@ class UserIndex:
     @property
     def nbytes(self) -> int:
         arrays = [*self._m.values(), *self._inv.values(), *self._has.values(), self._when, self._len]
-        # + ids, keys and their dicts, and the posting lists, roughly
+        # + the posting lists and the rows, roughly
         return (sum(a.nbytes for a in arrays) + 4 * self._n_postings + 100 * len(self.postings)
                 + self._row_bytes)
 
@@ -196,7 +195,7 @@ class UserIndex:
         first = self.n
         self._grow(first + len(fresh))
         postings = self.postings
-        row_of, id_at, ids, keys, rows_by_id = self.row_of, self.id_at, self.ids, self.keys, self.rows
+        row_of, id_at, ids, rows_by_id = self.row_of, self.id_at, self.ids, self.rows
         when, length = self._when, self._len
         n_postings = 0
         for slot, r in enumerate(fresh, start=first):  # ~1 µs per term: the hot loop of a load
@@ -206,7 +205,6 @@ class UserIndex:
             rows_by_id[tid] = {"id": tid, "session_id": r["session_id"], "seq": r["seq"], "question": r["question"],
                                "answer": r["answer"], "occurred_at": r["occurred_at"], "lex_parts": r["lex_parts"]}
             ids.append(tid)
-            keys.append(key)
             id_at[key] = tid
             when[slot] = _micros(r["occurred_at"])
             length[slot] = r["lex_len"] or 0
