@@ -9,9 +9,13 @@ plus a little noise, so no two turns share one); a few hundred memories and a se
 a summary, recent turns and tool calls make every section of the context real.
 
 Measured, in process on the embedded PostgreSQL, with the real embedder (the query is
-embedded inside QueryContext on a miss): LoCoMo questions, each asked once (a miss — the
+embedded inside QueryContext on a miss), after the collector tuning a serving process applies
+(``--default-gc`` keeps CPython's defaults): LoCoMo questions, each asked once (a miss — the
 query text is new, so neither the context cache nor the query-vector cache has it) and then
-again (a hit), without a session (retrieval over the user's 10k turns) and with one.
+again (a hit), without a session (retrieval over the user's 10k turns) and with one; misses
+right after a turn of the user was written and indexed (the user's in-process index is
+refreshed inside the miss); each user's first miss in the process (served by SQL while the
+user's index loads in the background) and the load itself.
 
     .venv/bin/python bench/query_bench.py [--data-dir DIR] [--queries 300] [--budget 2000] [--redis]
 """
