@@ -212,6 +212,25 @@ def test_top_is_the_exact_cosine_order(runtime, admin, cache) -> None:
     assert set(got) == {"t3"} and got["t3"].question is None and got["t3"].answer == pytest.approx(cos[3], abs=1e-6)
 
 
+def test_top_with_oversample_reorders_the_hamming_nearest_like_pgvector(runtime, admin, cache) -> None:
+    rng = np.random.default_rng(11)
+    entry = UserIndex(128, generation=1)
+    vecs = rng.normal(size=(2000, 128)).astype(np.float32)
+    entry.upsert([{"id": f"t{i}", "session_id": "s", "seq": i, "question": "q", "answer": "", "lex_parts": ["x"],
+                   "indexed_at": T0, "occurred_at": T0, "lex_len": 1, "terms": ["x"], "e": _blob(v), "q": None,
+                   "a": None} for i, v in enumerate(vecs)])
+    q = rng.normal(size=128).astype(np.float32)
+    hamming = ((vecs > 0) != (q > 0)).sum(axis=1)
+    cos = vecs @ q / np.linalg.norm(vecs, axis=1) / np.linalg.norm(q)
+    got = entry.top(q, 10, oversample=4)
+    pool = set(np.nonzero(hamming <= np.sort(hamming)[39])[0])  # the 40 nearest (and ties at the edge)
+    assert {int(tid[1:]) for tid, _ in got} <= pool
+    assert [c for _, c in got] == sorted((c for _, c in got), reverse=True)
+    assert [c for _, c in got] == pytest.approx([cos[int(tid[1:])] for tid, _ in got], abs=1e-5)
+    exact = [f"t{i}" for i in np.argsort(-cos)[:10]]
+    assert [tid for tid, _ in entry.top(q, 10, oversample=1000)] == exact == [tid for tid, _ in entry.top(q, 10)]
+
+
 def _blob(v: np.ndarray) -> bytes:
     return len(v).to_bytes(2, "big") + bytes(2) + v.astype(">f4").tobytes()
 

@@ -360,7 +360,8 @@ class PostgresSearchBackend:
         if vec is not None and len(vec) != copy.dim:  # the stored vectors come from another model
             log.warning("query vector has %d dimensions, stored vectors %d: lexical only", len(vec), copy.dim)
             vec = None
-        dense = [(tid, i + 1) for i, (tid, _) in enumerate(copy.top(vec, plan.vector))] if vec is not None else []
+        dense = ([(tid, i + 1) for i, (tid, _) in enumerate(copy.top(vec, plan.vector, oversample=plan.bq_oversample))]
+                 if vec is not None else [])
         chosen = list(dict.fromkeys([*(tid for tid, _ in lexical), *dated, *fresh, *(tid for tid, _ in dense)]))
         if plan.neighbours:
             fresh_at = {(r["session_id"], r["seq"]): tid for tid, r in fresh.items()}

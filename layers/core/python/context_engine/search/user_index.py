@@ -144,6 +144,8 @@ class UserIndex:
         self._m = {name: np.zeros((cap, dim), dtype=np.float32) for name in ("e", "q", "a")}
         self._inv = {name: np.zeros(cap, dtype=np.float32) for name in ("e", "q", "a")}
         self._has = {name: np.zeros(cap, dtype=bool) for name in ("q", "a")}
+        # the turn vectors binary-quantized (bit = value > 0, as pgvector's binary_quantize)
+        self._bq = np.zeros((cap, dim // 64), dtype=np.uint64) if dim % 64 == 0 else None
         self._when = np.zeros(cap, dtype=np.int64)  # occurred_at, µs since the epoch
         self._len = np.zeros(cap, dtype=np.float64)  # analyzed terms (BM25's document length)
         self.lock = threading.Lock()
@@ -151,6 +153,8 @@ class UserIndex:
     @property
     def nbytes(self) -> int:
         arrays = [*self._m.values(), *self._inv.values(), *self._has.values(), self._when, self._len]
+        if self._bq is not None:
+            arrays.append(self._bq)
         # + the posting lists and the rows, roughly
         return (sum(a.nbytes for a in arrays) + 4 * self._n_postings + 100 * len(self.postings)
                 + self._row_bytes)
@@ -168,6 +172,8 @@ class UserIndex:
                 store[name] = self._resized(old, cap)
         self._when = self._resized(self._when, cap)
         self._len = self._resized(self._len, cap)
+        if self._bq is not None:
+            self._bq = self._resized(self._bq, cap)
 
     def _resized(self, old: Any, cap: int) -> Any:
         new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
@@ -220,6 +226,8 @@ class UserIndex:
             n_postings -= len(postings.pop(term))
         self._n_postings += n_postings
         span = slice(first, first + len(fresh))
+        if self._bq is not None:
+            self._bq[span] = np.packbits(e > 0, axis=1).view(np.uint64)
         for name, m, has in (("e", e, None), ("q", q, has_q), ("a", a, has_a)):
             self._m[name][span] = m
             self._inv[name][span] = _inverse_norms(m)
@@ -271,28 +279,33 @@ class UserIndex:
                 out.extend(self.ids[slot] for slot in order)
         return out[:limit]
 
-    def top(self, vec: F32, k: int) -> list[tuple[str, float]]:
-        """The ``k`` turns most similar to ``vec`` by exact cosine, best first."""
+    def top(self, vec: F32, k: int, *, oversample: int | None = None) -> list[tuple[str, float]]:
+        """The ``k`` turns most similar to ``vec``, best first. With ``oversample``, as the SQL
+        path does it: the ``k × oversample`` nearest by Hamming distance of the binary-quantized
+        vectors (one bit per dimension: 48 bytes a turn at 384-d), re-ordered by exact cosine —
+        ~0.4 ms for 10k turns against ~1.5 ms for exact cosines of all of them (a memory-bound
+        product over 15 MB). Without it, or for a dimension not a multiple of 64: exact."""
         with self.lock:
-            return self._top(vec, k)
-
-    def _top(self, vec: F32, k: int) -> list[tuple[str, float]]:
-        n = self.n
-        if n == 0 or k <= 0:
-            return []
-        unit = (vec / (np.linalg.norm(vec) or 1.0)).astype(np.float32)
-        scores = np.empty(n, dtype=np.float32)
-        m = self._m["e"]
-        for start in range(0, n, _CHUNK):
-            stop = min(start + _CHUNK, n)
-            np.dot(m[start:stop], unit, out=scores[start:stop])
-        scores *= self._inv["e"][:n]
-        if k < n:
-            best = np.argpartition(-scores, k - 1)[:k]
+            n = self.n
+            if n == 0 or k <= 0:
+                return []
+            unit = (vec / (np.linalg.norm(vec) or 1.0)).astype(np.float32)
+            if oversample and self._bq is not None and n > k * oversample:
+                q_bits = np.packbits(unit > 0).view(np.uint64)
+                distance = np.bitwise_count(self._bq[:n] ^ q_bits).sum(axis=1, dtype=np.int32)
+                pool = np.argpartition(distance, k * oversample - 1)[: k * oversample]
+                scores = (self._m["e"][pool] @ unit) * self._inv["e"][pool]
+            else:
+                pool = np.arange(n)
+                scores = np.empty(n, dtype=np.float32)
+                m = self._m["e"]
+                for start in range(0, n, _CHUNK):
+                    stop = min(start + _CHUNK, n)
+                    np.dot(m[start:stop], unit, out=scores[start:stop])
+                scores *= self._inv["e"][:n]
+            best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
             best = best[np.argsort(-scores[best], kind="stable")]
-        else:
-            best = np.argsort(-scores, kind="stable")
-        return [(self.ids[i], float(scores[i])) for i in best]
+            return [(self.ids[i], float(scores[j])) for i, j in zip(pool[best].tolist(), best.tolist(), strict=True)]
 
     def cosines(self, ids: Iterable[str], vec: F32) -> dict[str, Cosines]:
         """Turn, question and answer cosines of the known ``ids`` with ``vec``."""
@@ -335,7 +348,7 @@ class UserIndexCache:
 
     def fits(self, n_rows: int) -> bool:
         """Whether a user of ``n_rows`` indexed turns may be copied (a quarter of the budget)."""
-        return (3 * self.dim * 4 + 3 * 4 + 2 + 8 + 8 + 4 * 40 + 1500) * n_rows <= self.max_bytes // 4
+        return (3 * self.dim * 4 + self.dim // 8 + 3 * 4 + 2 + 8 + 8 + 4 * 40 + 1500) * n_rows <= self.max_bytes // 4
 
     def drop_user(self, tenant_id: str, user_id: str) -> int:
         """Forget a user's copies under every agent (erasure: this process at once; other
