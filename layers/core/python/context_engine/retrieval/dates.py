@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 
@@ -90,4 +91,10 @@ def index_date_text(day: dt.date | dt.datetime) -> str:
     The month name and year are what queries repeat ("in May 2023", "on 8 May, 2023"); the
     clock time is left out because its digits only add noise to matching.
     """
-    return f"{day.day} {calendar.month_name[day.month]} {day.year}"
+    return f"{day.day} {_month_name(day.month)} {day.year}"
+
+
+@functools.lru_cache(maxsize=16)
+def _month_name(month: int) -> str:
+    # calendar.month_name formats a date on every lookup; packing renders a header per session
+    return calendar.month_name[month]

@@ -33,16 +33,23 @@ def dedupe(
     are kept as they are. ``terms_of`` (optional) gives an item's analyzed terms when the
     caller already has them (``analyze(text_of(item))`` otherwise)."""
     kept: list[T] = []
-    kept_sets: list[frozenset[str]] = []
+    kept_sets: list[tuple[frozenset[str], int]] = []
     for item in items[:limit]:
         terms = frozenset(terms_of(item) if terms_of is not None else analyze(text_of(item)))
         n = len(terms)
         # |a ∩ b| / |a ∪ b| <= min(|a|, |b|) / max(|a|, |b|): sets of very different sizes
         # cannot reach the threshold, so only similar sizes are intersected (the slack keeps
         # float rounding from skipping a pair that jaccard() would accept).
-        if any(min(n, len(other)) + 1e-9 >= threshold * max(n, len(other)) and jaccard(terms, other) >= threshold
-               for other in kept_sets):
-            continue
-        kept.append(item)
-        kept_sets.append(terms)
+        duplicate = False
+        for other, m in kept_sets:
+            small, big = (n, m) if n <= m else (m, n)
+            if small + 1e-9 >= threshold * big:
+                # jaccard(terms, other) without building the union: |a ∪ b| = |a| + |b| - |a ∩ b|
+                common = len(terms & other)
+                if (common / (n + m - common) if n + m else 1.0) >= threshold:
+                    duplicate = True
+                    break
+        if not duplicate:
+            kept.append(item)
+            kept_sets.append((terms, n))
     return kept + list(items[limit:])

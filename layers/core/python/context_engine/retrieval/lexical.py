@@ -13,6 +13,7 @@ disagree on those words.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 from collections import Counter
@@ -135,6 +136,33 @@ class BM25Scorer:
             f = doc_terms.count(term) if isinstance(doc_terms, list | tuple) else Counter(doc_terms)[term]
             score += self._idf[term] * f * (k1 + 1.0) / (f + norm)
         return score
+
+    def score_counts(self, pieces: Sequence[Mapping[str, int]], length: int, *, avg_len: float | None = None) -> float:
+        """``score`` of a document given as its pieces' term counts, in document order (each
+        from ``term_counts``), and its length: no scan of the terms (the re-ranker scores
+        hundreds of parts per query). The intersection meets the shared terms in first-seen
+        order here as in ``score``, so they are summed in the same order: the same float."""
+        terms = self._set.intersection(pieces[0] if len(pieces) == 1 else itertools.chain.from_iterable(pieces))
+        if not terms:
+            return 0.0
+        k1, b = self._k1, self._b
+        mean = avg_len if avg_len is not None else self._avg
+        norm = k1 * (1.0 - b + b * length / mean) if mean > 0 else k1
+        score = 0.0
+        for term in terms:
+            f = 0
+            for counts in pieces:
+                f += counts.get(term, 0)
+            score += self._idf[term] * f * (k1 + 1.0) / (f + norm)
+        return score
+
+
+def term_counts(terms: Iterable[str]) -> dict[str, int]:
+    """How often each term occurs, in first-seen order (``BM25Scorer.score_counts``)."""
+    counts: dict[str, int] = {}
+    for t in terms:
+        counts[t] = counts.get(t, 0) + 1
+    return counts
 
 
 def bm25(

@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from context_engine.retrieval.dates import index_date_text
 from context_engine.retrieval.rerank import Candidate, Scored
@@ -107,19 +108,18 @@ def pack(
     # (priority, scored index, part index or -1 for the whole turn); snippets are built only
     # for what is chosen (a few dozen of several hundred items)
     items: list[tuple[float, int, int]] = []
-    for si, s in enumerate(scored):
-        if mode == "turns":
-            items.append((s.score, si, -1))
-            continue
-        best = s.best_part
-        ps = s.part_scores
-        n_ps = len(ps)
-        for pi in range(len(s.candidate.parts)):
-            prio = s.score + part_weight * (ps[pi] if pi < n_ps else 0.0)
-            if pi != best:
-                prio -= other_part_penalty
-            items.append((prio, si, pi))
-    items.sort(key=lambda x: -x[0])
+    if mode == "turns":
+        items = [(s.score, si, -1) for si, s in enumerate(scored)]
+    else:
+        for si, s in enumerate(scored):
+            score, ps, best = s.score, s.part_scores, s.best_part
+            n_ps = len(ps)
+            for pi in range(len(s.candidate.parts)):
+                prio = score + part_weight * (ps[pi] if pi < n_ps else 0.0)
+                if pi != best:
+                    prio -= other_part_penalty
+                items.append((prio, si, pi))
+    items.sort(key=itemgetter(0), reverse=True)  # stable: equal priorities keep the ranked order
 
     chosen: list[tuple[Snippet, Candidate]] = []
     sessions: set[str] = set()

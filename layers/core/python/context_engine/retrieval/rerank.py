@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from context_engine.retrieval.fusion import FloatArray, zscore
-from context_engine.retrieval.lexical import BM25Scorer, CorpusStats, analyze
+from context_engine.retrieval.lexical import BM25Scorer, CorpusStats, analyze, term_counts
 from context_engine.retrieval.query import QueryFeatures, named_speakers
 
 _SPEAKER_PREFIX = re.compile(r"^\s*([A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}):\s")
@@ -45,11 +45,23 @@ class Part:
     # The stored analyzed terms, if the backend kept them; otherwise analyzed here.
     terms: tuple[str, ...] | None = None
 
-    @property
+    # Derived once per Part and kept in the instance dict (which a frozen dataclass allows;
+    # fields, equality and hash are unchanged): search.ranking hands the re-ranker the same
+    # Part objects query after query, and it reads these for every candidate.
+    @functools.cached_property
     def speaker_name(self) -> str | None:
         if self.speaker:
             return self.speaker
         return _leading_speaker(self.text)
+
+    @functools.cached_property
+    def analyzed_terms(self) -> tuple[str, ...]:
+        """The stored terms, else the text analyzed here."""
+        return self.terms if self.terms is not None else analyzed(self.text)
+
+    @functools.cached_property
+    def term_counts(self) -> dict[str, int]:
+        return term_counts(self.analyzed_terms)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -108,7 +120,7 @@ class Scored:
     @property
     def best_part(self) -> int:
         ps = self.part_scores  # the first of equal maxima, as np.argmax (without its overhead)
-        return max(range(len(ps)), key=ps.__getitem__) if ps else 0
+        return ps.index(max(ps)) if ps else 0
 
 
 @functools.lru_cache(maxsize=65536)
@@ -119,11 +131,17 @@ def analyzed(text: str) -> tuple[str, ...]:
 
 def part_terms(part: Part) -> tuple[str, ...]:
     """A part's analyzed terms: the stored ones, else analyzed here (cached)."""
-    return part.terms if part.terms is not None else analyzed(part.text)
+    return part.analyzed_terms
 
 
-_analyzed = analyzed
-_terms = part_terms
+@functools.lru_cache(maxsize=4096)
+def _date_doc(date_text: str) -> tuple[int, dict[str, int]]:
+    """A date text's length in terms and its term counts (the same dates recur)."""
+    terms = analyzed(date_text)
+    return len(terms), term_counts(terms)
+
+
+_NO_DATE: tuple[int, dict[str, int]] = (0, {})
 
 
 def _as_date(value: dt.date | dt.datetime | None) -> dt.date | None:
@@ -134,6 +152,8 @@ def _as_date(value: dt.date | dt.datetime | None) -> dt.date | None:
 
 def _fill_missing(values: list[float | None]) -> FloatArray:
     """Missing values (e.g. a turn not embedded yet) count as the worst present value."""
+    if None not in values:
+        return np.array(values, dtype=np.float64)
     present = [v for v in values if v is not None]
     floor = min(present) if present else 0.0
     return np.array([floor if v is None else v for v in values], dtype=np.float64)
@@ -149,18 +169,14 @@ def neighbour_smooth(
     """
     if weight == 0 or len(scores) == 0:
         return scores
-    index = {k: i for i, k in enumerate(keys)}
     floor = float(scores.min())
-    out = scores.copy()
-    for i, (session, seq) in enumerate(keys):
-        prev = index.get((session, seq - distance))
-        nxt = index.get((session, seq + distance))
-        best = max(
-            scores[prev] if prev is not None else floor,
-            scores[nxt] if nxt is not None else floor,
-        )
-        out[i] += weight * best
-    return out
+    values = scores.tolist()  # plain floats: reading numpy scalars one at a time is slow
+    score_of = dict(zip(keys, values, strict=True))
+    out: list[float] = []
+    for (session, seq), value in zip(keys, values, strict=True):
+        best = max(score_of.get((session, seq - distance), floor), score_of.get((session, seq + distance), floor))
+        out.append(value + weight * best)
+    return np.array(out, dtype=np.float64)
 
 
 def session_smooth(scores: FloatArray, sessions: Sequence[str], weight: float) -> FloatArray:
@@ -188,41 +204,62 @@ def rank(
     candidates: Sequence[Candidate],
     stats: CorpusStats,
     config: RankConfig | None = None,
+    *,
+    limit: int | None = None,
 ) -> list[Scored]:
-    """Candidates ordered best first (deduplicated by id, first occurrence wins)."""
+    """Candidates ordered best first (deduplicated by id, first occurrence wins); only the
+    best ``limit`` when given (a caller that keeps the top k need not build the rest)."""
     cfg = config or RankConfig()
     seen: set[str] = set()
     cands = [c for c in candidates if not (c.id in seen or seen.add(c.id))]  # type: ignore[func-returns-value]
     if not cands:
         return []
     scorer = BM25Scorer(query.terms, stats, k1=cfg.k1, b=cfg.b)
-    part_speakers = [[p.speaker_name for p in c.parts] for c in cands]
-    named = named_speakers(query.text, {n for names in part_speakers for n in names if n})
+    query_set = frozenset(scorer.terms)
+    part_names = [p.speaker_name for c in cands for p in c.parts]
+    named = named_speakers(query.text, {n for n in part_names if n})
     target = next(iter(named)) if len(named) == 1 else None
 
     # A part is scored as its own short document; it is about half a turn long.
-    part_avg = stats.avg_len / max(1.0, sum(len(c.parts) for c in cands) / len(cands))
-    part_owner: list[int] = []
+    part_avg = stats.avg_len / max(1.0, len(part_names) / len(cands))
     part_lex: list[float] = []
     part_dense: list[float | None] = []
-    part_spk: list[float] = []
     turn_lex: list[float] = []
-    for ci, cand in enumerate(cands):
-        date_terms = _analyzed(cand.date_text) if cand.date_text else ()
-        all_terms: list[str] = list(date_terms)
+    first: list[int] = []  # first[i]: where candidate i's parts start in the part lists
+    for cand in cands:
+        first.append(len(part_lex))
+        n_date, date_counts = _date_doc(cand.date_text) if cand.date_text else _NO_DATE
+        # BM25 sums over the terms a document shares with the query, so a piece (the date, a
+        # part) that shares none only adds to the length: most parts share none and score 0.0
+        # without a call. The turn is scored on the pieces that share a term, in order.
+        date_hit = not query_set.isdisjoint(date_counts)
+        turn_pieces = [date_counts] if date_hit else []
+        turn_len = n_date
+        cand_dense = cand.part_dense
+        n_dense = len(cand_dense) if cand_dense is not None else 0
         for pi, part in enumerate(cand.parts):
-            pt = _terms(part)
-            all_terms.extend(pt)
-            part_owner.append(ci)
-            part_lex.append(scorer.score(pt + date_terms, avg_len=part_avg))
-            pd = cand.part_dense[pi] if cand.part_dense is not None and pi < len(cand.part_dense) else None
-            part_dense.append(pd)
-            part_spk.append(1.0 if target is not None and part_speakers[ci][pi] == target else 0.0)
-        turn_lex.append(scorer.score(all_terms))
+            counts = part.term_counts
+            n = len(part.analyzed_terms)
+            turn_len += n
+            if date_hit:  # the part's document is its terms, then the date's
+                part_lex.append(scorer.score_counts((counts, date_counts), n + n_date, avg_len=part_avg))
+                turn_pieces.append(counts)
+            elif not query_set.isdisjoint(counts):
+                part_lex.append(scorer.score_counts((counts,), n + n_date, avg_len=part_avg))
+                turn_pieces.append(counts)
+            else:
+                part_lex.append(0.0)
+            part_dense.append(cand_dense[pi] if cand_dense is not None and pi < n_dense else None)
+        turn_lex.append(scorer.score_counts(turn_pieces, turn_len) if turn_pieces else 0.0)
 
-    owner = np.array(part_owner, dtype=np.int64)
-    p_score = cfg.w_part_lex * zscore(part_lex) + cfg.w_speaker * np.array(part_spk)
-    has_part_dense = any(v is not None for v in part_dense)
+    first.append(len(part_lex))
+    owner = np.repeat(np.arange(len(cands), dtype=np.int64), np.diff(first))  # each part's candidate
+    if target is None:  # no single speaker named: no part gets the bonus
+        part_spk = np.zeros(len(part_names))
+    else:
+        part_spk = np.array([1.0 if n == target else 0.0 for n in part_names])
+    p_score = cfg.w_part_lex * zscore(part_lex) + cfg.w_speaker * part_spk
+    has_part_dense = part_dense.count(None) < len(part_dense)  # any present (count runs in C)
     if has_part_dense and cfg.w_part_dense:
         p_score = p_score + cfg.w_part_dense * zscore(_fill_missing(part_dense))
     turn_dense_w = cfg.w_turn_dense if has_part_dense else cfg.w_turn_dense + cfg.w_part_dense
@@ -232,7 +269,7 @@ def rank(
     best[~np.isfinite(best)] = float(p_score.min()) if p_score.size else 0.0  # turns without parts
     score = best + cfg.w_turn_lex * zscore(turn_lex)
     dense = [c.dense for c in cands]
-    if any(v is not None for v in dense):
+    if dense.count(None) < len(dense):
         score = score + turn_dense_w * zscore(_fill_missing(dense))
     keys = [(c.session_id, c.seq) for c in cands]
     raw = score
@@ -244,11 +281,10 @@ def rank(
         bonus = np.array([date_matches(_as_date(c.occurred_at), query, cfg) for c in cands], dtype=np.float64)
         score = score + cfg.w_date * bonus
 
-    parts_by_cand: list[list[float]] = [[] for _ in cands]
-    for ci, ps in zip(part_owner, p_score.tolist(), strict=True):
-        parts_by_cand[ci].append(ps)
+    part_list = p_score.tolist()
+    final = score.tolist()
     order = np.argsort(-score, kind="stable")
-    return [Scored(cands[i], float(score[i]), tuple(parts_by_cand[i])) for i in order]
+    return [Scored(cands[i], final[i], tuple(part_list[first[i] : first[i + 1]])) for i in order[:limit].tolist()]
 
 
 def missing_neighbours(

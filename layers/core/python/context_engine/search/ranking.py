@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,9 @@ class TurnRow:
     part_cosines: tuple[float | None, float | None] = (None, None)
 
 
+_ZERO = dt.timedelta(0)
+
+
 def to_candidate(row: TurnRow) -> Candidate:
     # hot path (~150 rows per query): plain loops, no generators
     lex = row.lex_parts
@@ -44,25 +48,31 @@ def to_candidate(row: TurnRow) -> Candidate:
     for i, text in enumerate((row.question, row.answer)):
         if not text:
             continue  # a turn without an answer has one part
-        stored = lex[i] if lex is not None and i < n_lex else None
-        parts.append(Part(text=text, terms=_split_terms(stored) if stored is not None else None))
+        parts.append(_part(text, lex[i] if lex is not None and i < n_lex else None))
         x = row.part_cosines[i]
         if x is not None:
             any_dense = True
             x = float(x)
         part_dense.append(x)
-    day = utc_date(row.occurred_at)
+    when = row.occurred_at
+    # utc_date converts first; rows come back in the session's time zone, which is UTC
+    day = when.date() if when.utcoffset() == _ZERO else utc_date(when)
     # The re-ranker fills a missing cosine with the worst present one; a row with none at all
     # (not indexed yet, or indexed before utterance vectors existed) passes None.
-    return Candidate(id=row.id, session_id=row.session_id, seq=row.seq, parts=tuple(parts), occurred_at=day,
-                     date_text=_date_text(day), dense=None if row.cosine is None else float(row.cosine),
-                     part_dense=tuple(part_dense) if any_dense else None)  # type: ignore[arg-type]
+    # Positional (id, session_id, seq, parts, occurred_at, date_text, dense, part_dense):
+    # keyword arguments to a class call are gathered into a dict first.
+    return Candidate(row.id, row.session_id, row.seq, tuple(parts), day, _date_text(day),
+                     None if row.cosine is None else float(row.cosine),
+                     tuple(part_dense) if any_dense else None)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=65536)
-def _split_terms(stored: str) -> tuple[str, ...]:
-    """A stored utterance's terms (space-separated); the same turns come back query after query."""
-    return tuple(stored.split())
+def _part(text: str, stored: str | None) -> Part:
+    """An utterance and its stored terms (space-separated) as a Part, remembered: the same
+    utterances come back query after query, and the re-ranker keeps on a Part what it derives
+    from it (terms and their counts, the speaker). Terms are interned: a user's vocabulary is
+    small, so the cached parts share one string per term."""
+    return Part(text=text, terms=tuple(map(sys.intern, stored.split())) if stored is not None else None)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -81,14 +91,16 @@ def rank_turns(
     fetch_neighbours: Callable[[list[tuple[str, int]]], list[TurnRow]],
 ) -> TurnSearch:
     candidates = [to_candidate(r) for r in rows]
-    scored = rank(query.features, candidates, stats, config)
+    second_pass = bool(plan.second_pass_neighbours and plan.second_pass_top)
+    # Only the top k are kept: the rest are not built (the second pass looks at every candidate).
+    scored = rank(query.features, candidates, stats, config, limit=None if second_pass else k)
     trips = 1
-    if plan.second_pass_neighbours and plan.second_pass_top and scored:
+    if second_pass and scored:
         wanted = missing_neighbours(scored, top=plan.second_pass_top)
         if wanted:
             extra = [to_candidate(r) for r in fetch_neighbours(wanted)]
             trips += 1
             if extra:
                 candidates += extra
-                scored = rank(query.features, candidates, stats, config)
+                scored = rank(query.features, candidates, stats, config, limit=k)
     return TurnSearch(hits=list(scored[:k]), candidates=len(candidates), round_trips=trips)

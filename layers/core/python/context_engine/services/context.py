@@ -20,13 +20,15 @@ drive it directly.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import itertools
 import json
 import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +58,7 @@ from context_engine.runtime import Runtime
 from context_engine.search import search_backend
 from context_engine.search.base import Scope, ScoredMemory, SearchQuery
 from context_engine.services.authz import Action, require, require_agent
-from context_engine.text.tokens import count_tokens, truncate_to_tokens
+from context_engine.text.tokens import count_tokens, truncate_counted, truncate_to_tokens
 
 log = logging.getLogger(__name__)
 
@@ -150,37 +152,50 @@ def allocate(budget: int, shares: Mapping[str, float], demand: dict[str, int]) -
     return alloc
 
 
-def _fit(text: str, room: int) -> str | None:
-    """``text`` if it fits ``room`` tokens, else a truncated copy if that is still worth it."""
+def _fit(text: str, room: int) -> tuple[str, int] | None:
+    """``text`` and its token count if it fits ``room`` tokens, else a truncated copy (and its
+    count) if that is still worth it."""
     if room <= 0:
         return None
-    if count_tokens(text) <= room:
-        return text
-    if room < MIN_TRUNCATED_TOKENS:
-        return None
-    cut = truncate_to_tokens(text, room, suffix=ELLIPSIS)
-    return cut or None
+    if not text:
+        return text, 0
+    cut, tokens = truncate_counted(text, room, suffix=ELLIPSIS, min_tokens=MIN_TRUNCATED_TOKENS)
+    return (cut, tokens) if cut else None
 
 
-def _pack_items(items: Iterable[tuple[str, Snippet]], room: int, sep: str = "\n",
+@functools.lru_cache(maxsize=64)
+def _fit_summary(text: str, room: int) -> tuple[str, int] | None:
+    """``_fit`` for a session's window summary, remembered: every query of the session fits
+    the same summary into the same share, and a summary is long (cutting it means encoding
+    all of it)."""
+    return _fit(text, room)
+
+
+# An item to pack: its text, and how to make its snippet from the packed content and its token
+# count. Snippets (pydantic models) are made only for what is packed: packing stops at the
+# first item that does not fit, and most items are never packed.
+_Item = tuple[str, Callable[[str, int], Snippet]]
+
+
+def _pack_items(items: Iterable[_Item], room: int, sep: str = "\n",
                 order: Callable[[list[tuple[str, Snippet]]], list[tuple[str, Snippet]]] | None = None,
-                ) -> _Section:
+                fit: Callable[[str, int], tuple[str, int] | None] = _fit) -> _Section:
     """Greedy in priority order: whole items while they fit; the first that does not is
     truncated if what is left is worth it, and packing stops there."""
     sep_cost = count_tokens(sep)
     chosen: list[tuple[str, Snippet]] = []
     used = 0
-    for text, snip in items:
+    for text, make in items:
         cost_sep = sep_cost if chosen else 0
-        fitted = _fit(text, room - used - cost_sep)
+        fitted = fit(text, room - used - cost_sep)
         if fitted is None:
             if room - used - cost_sep >= MIN_TRUNCATED_TOKENS:
                 break
             continue
-        tokens = count_tokens(fitted)
-        chosen.append((fitted, snip.model_copy(update={"content": fitted, "token_count": tokens})))
+        content, tokens = fitted
+        chosen.append((content, make(content, tokens)))
         used += tokens + cost_sep
-        if fitted is not text:
+        if content is not text:
             break
     if order is not None:
         chosen = order(chosen)
@@ -191,32 +206,44 @@ def render_memory(m: ScoredMemory) -> str:
     return f"- {m.memory.content}"
 
 
-def _memory_items(memories: Sequence[ScoredMemory]) -> Iterator[tuple[str, Snippet]]:
-    # lazy: packing stops at the first item that does not fit, so most snippets are never built
-    for m in memories:
-        text = render_memory(m)
-        yield text, Snippet(type="memory", content=text, score=m.score, token_count=count_tokens(text),
-                            provenance=Provenance(memory_id=m.memory.id))
+def _memory_snippet(m: ScoredMemory, content: str, tokens: int) -> Snippet:
+    return Snippet(type="memory", content=content, score=m.score, token_count=tokens,
+                   provenance=Provenance(memory_id=m.memory.id))
 
 
-def _tool_items(calls: Sequence[ToolCall]) -> Iterator[tuple[str, Snippet]]:
-    for c in calls:
-        text = render_tool(c)
-        yield text, Snippet(type="tool", content=text, score=1.0 if c.status in ("pending", "running") else 0.5,
-                            token_count=count_tokens(text),
-                            provenance=Provenance(session_id=c.session_id, call_id=c.call_id, turn_id=c.turn_id))
+def _tool_snippet(c: ToolCall, content: str, tokens: int) -> Snippet:
+    return Snippet(type="tool", content=content, score=1.0 if c.status in ("pending", "running") else 0.5,
+                   token_count=tokens,
+                   provenance=Provenance(session_id=c.session_id, call_id=c.call_id, turn_id=c.turn_id))
 
 
-def _recent_items(recent: Sequence[Turn]) -> list[tuple[str, Snippet]]:
-    out = []
-    n = len(recent)
-    for i, t in enumerate(recent):  # newest first: that is the priority
-        text = render_turn(t.question, t.answer)
-        out.append((text, Snippet(type="history", content=text, score=1.0 - i / max(n, 1),
-                                  token_count=count_tokens(text),
-                                  provenance=Provenance(session_id=t.session_id, turn_id=t.id, seq=t.seq,
-                                                        occurred_at=t.occurred_at))))
-    return out
+def _recent_snippet(t: Turn, score: float, content: str, tokens: int) -> Snippet:
+    return Snippet(type="history", content=content, score=score, token_count=tokens,
+                   provenance=Provenance(session_id=t.session_id, turn_id=t.id, seq=t.seq, occurred_at=t.occurred_at))
+
+
+def _summary_snippet(summary: Snippet, content: str, tokens: int) -> Snippet:
+    return summary.model_copy(update={"content": content, "token_count": tokens})
+
+
+@dataclass(frozen=True)
+class _Items:
+    """The materials' items, rendered once per ``assemble`` (the demand estimate and every
+    packing pass read them; rendering a tool call formats JSON)."""
+
+    memories: list[_Item]
+    tools: list[_Item]
+    recent: list[_Item]  # newest first: that is the priority
+
+    @classmethod
+    def of(cls, materials: Materials) -> _Items:
+        n = len(materials.recent)
+        return cls(
+            memories=[(render_memory(m), functools.partial(_memory_snippet, m)) for m in materials.memories],
+            tools=[(render_tool(c), functools.partial(_tool_snippet, c)) for c in materials.tools],
+            recent=[(render_turn(t.question, t.answer), functools.partial(_recent_snippet, t, 1.0 - i / max(n, 1)))
+                    for i, t in enumerate(materials.recent)],
+        )
 
 
 def _chronological(chosen: list[tuple[str, Snippet]]) -> list[tuple[str, Snippet]]:
@@ -230,21 +257,24 @@ def _pack_retrieved(retrieved: Sequence[Scored], room: int) -> _Section:
     snippets = []
     for s in packed.snippets:
         snippets.append(Snippet(type="history", content=s.text, score=float(s.score), token_count=count_tokens(s.text),
-                                provenance=Provenance(session_id=s.session_id, turn_id=UUID(s.candidate_id),
+                                provenance=Provenance(session_id=s.session_id, turn_id=_turn_id(s.candidate_id),
                                                       seq=s.seq, occurred_at=_as_datetime(s.occurred_at))))
     return _Section(text=packed.text, snippets=snippets, tokens=packed.token_count)
 
 
-def _as_datetime(value: Any) -> Any:
-    import datetime as dt
+@functools.lru_cache(maxsize=16384)
+def _turn_id(candidate_id: str) -> UUID:
+    """A retrieved turn's id as a UUID (parsing one is slow; the same turns come back)."""
+    return UUID(candidate_id)
 
+
+def _as_datetime(value: Any) -> Any:
     if isinstance(value, dt.datetime) or value is None:
         return value
     return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
 
 
-def _history(materials: Materials, room: int) -> _Section:
-    recent_items = _recent_items(materials.recent)
+def _history(materials: Materials, recent_items: list[_Item], room: int) -> _Section:
     sep = count_tokens(SEPARATOR)
     if not materials.retrieved:
         return _pack_items(recent_items, room, order=_chronological)
@@ -255,6 +285,8 @@ def _history(materials: Materials, room: int) -> _Section:
     if earlier.tokens < room - recent.tokens - sep:  # retrieval left room: more recent turns
         recent = _pack_items(recent_items, room - earlier.tokens - sep, order=_chronological)
     parts = [p for p in (earlier, recent) if p.text]
+    if len(parts) == 1:  # the joined text is that part's own: its count is known
+        return _Section(text=parts[0].text, snippets=list(parts[0].snippets), tokens=parts[0].tokens)
     return _section(SEPARATOR.join(p.text for p in parts), [s for p in parts for s in p.snippets])
 
 
@@ -269,35 +301,36 @@ def _capped_sum(costs: Iterable[int], cap: int) -> int:
     return total
 
 
-def _demand(materials: Materials, cap: int) -> dict[str, int]:
+def _demand(materials: Materials, items: _Items, cap: int) -> dict[str, int]:
     """Tokens each section could use (with separators and headers, approximately)."""
     recent = (t.token_count + 2 for t in materials.recent)
     earlier = (sum(count_tokens(p.text) + 1 for p in s.candidate.parts) + 8 for s in materials.retrieved)
     return {
         "summary": materials.summary.token_count if materials.summary else 0,
-        "memory": _capped_sum((count_tokens(render_memory(m)) + 1 for m in materials.memories), cap),
+        "memory": _capped_sum((count_tokens(text) + 1 for text, _ in items.memories), cap),
         "history": _capped_sum(itertools.chain(recent, earlier), cap),
-        "tool": _capped_sum((count_tokens(render_tool(c)) + 1 for c in materials.tools), cap),
+        "tool": _capped_sum((count_tokens(text) + 1 for text, _ in items.tools), cap),
     }
 
 
-def _sections(materials: Materials, room: int, shares: Mapping[str, float]) -> dict[str, _Section]:
+def _sections(materials: Materials, items: _Items, room: int, shares: Mapping[str, float]) -> dict[str, _Section]:
     """Pack every section within its allocation; what a section leaves unused flows to the
     next one in packing order (summary, tool, memory, then history, the most divisible)."""
-    alloc = allocate(room, shares, _demand(materials, room))
+    alloc = allocate(room, shares, _demand(materials, items, room))
     out: dict[str, _Section] = {}
     carry = 0
     for name in ("summary", "tool", "memory", "history"):
         budget = alloc.get(name, 0) + carry if shares.get(name, 0) > 0 else 0
         if name == "summary":
-            sec = (_pack_items([(materials.summary.content, materials.summary)], budget)
-                   if materials.summary else _Section())
+            summary = materials.summary
+            sec = (_pack_items([(summary.content, functools.partial(_summary_snippet, summary))], budget,
+                               fit=_fit_summary) if summary else _Section())
         elif name == "tool":
-            sec = _pack_items(_tool_items(materials.tools), budget)
+            sec = _pack_items(items.tools, budget)
         elif name == "memory":
-            sec = _pack_items(_memory_items(materials.memories), budget)
+            sec = _pack_items(items.memories, budget)
         else:
-            sec = _history(materials, budget)
+            sec = _history(materials, items.recent, budget)
         used = sec.tokens
         carry = max(budget - used, 0) if budget else carry
         out[name] = sec
@@ -323,8 +356,9 @@ def assemble(
     context = ""
     token_count = 0
     secs: dict[str, _Section] = {}
+    items = _Items.of(materials)
     for _ in range(4):  # the estimate is exact but for BPE merges at joins: rarely a second pass
-        secs = _sections(materials, room, active_shares)
+        secs = _sections(materials, items, room, active_shares)
         context = render_template(template, {n: s.text for n, s in secs.items()})
         token_count = count_tokens(context)
         if token_count <= budget:
@@ -348,8 +382,13 @@ def dedupe_materials(materials: Materials, budget: int | None = None) -> Materia
     ``budget // 100`` items of each list are compared — the ones that take most of the room; a
     near-duplicate further down costs a little room, never correctness."""
     recent_ids = {str(t.id) for t in materials.recent}
+    retrieved = ([s for s in materials.retrieved if s.candidate.id not in recent_ids] if recent_ids
+                 else list(materials.retrieved))
+    limit = len(materials.recent) + len(retrieved) if budget is None else max(10, budget // 100)
+    # Only the first ``limit`` items (recent turns first) are compared; the rest are kept as they are.
+    head = max(limit - len(materials.recent), 0)
     items: list[tuple[str, Any]] = [("recent", t) for t in materials.recent]
-    items += [("retrieved", s) for s in materials.retrieved if s.candidate.id not in recent_ids]
+    items += [("retrieved", s) for s in retrieved[:head]]
 
     def text_of(item: tuple[str, Any]) -> str:
         kind, obj = item
@@ -365,9 +404,8 @@ def dedupe_materials(materials: Materials, budget: int | None = None) -> Materia
             return analyzed(text_of(item))
         return itertools.chain.from_iterable(part_terms(p) for p in obj.candidate.parts)
 
-    limit = len(items) if budget is None else max(10, budget // 100)
     kept = dedupe(items, text_of, threshold=DUPLICATE_THRESHOLD, limit=limit, terms_of=terms_of)
-    retrieved = [obj for kind, obj in kept if kind == "retrieved"]
+    retrieved = [obj for kind, obj in kept if kind == "retrieved"] + retrieved[head:]
     memories = dedupe(list(materials.memories), lambda m: m.memory.content, threshold=DUPLICATE_THRESHOLD,
                       limit=limit, terms_of=lambda m: analyzed(m.memory.content))
     return Materials(summary=materials.summary, memories=memories, recent=materials.recent, retrieved=retrieved,

@@ -65,14 +65,20 @@ def _count_cached(enc: tiktoken.Encoding, text: str) -> int:
     return len(enc.encode_ordinary(text))
 
 
+@functools.lru_cache(maxsize=16384)
+def _count_default(text: str) -> int:
+    return len(get_encoding(DEFAULT_ENCODING).encode_ordinary(text))
+
+
 def count_tokens(text: str, encoding: EncodingLike = None) -> int:
     """Number of BPE tokens in ``text``."""
     if not text:
         return 0
-    enc = _resolve(encoding)
     if len(text) <= _CACHE_MAX_CHARS:
-        return _count_cached(enc, text)
-    return len(enc.encode_ordinary(text))
+        # The default encoding is the hot path (hundreds of calls per assembled context): a
+        # cache keyed by the text alone skips resolving the encoding.
+        return _count_default(text) if encoding is None else _count_cached(_resolve(encoding), text)
+    return len(_resolve(encoding).encode_ordinary(text))
 
 
 def count_tokens_batch(texts: Sequence[str], encoding: EncodingLike = None) -> list[int]:
@@ -90,15 +96,34 @@ def truncate_to_tokens(text: str, max_tokens: int, encoding: EncodingLike = None
     is re-counted, so it is never over the limit even where BPE merges differ at the cut.
     ``suffix`` (e.g. ``"…"``) is appended only when something was cut and counts toward the limit.
     """
+    return truncate_counted(text, max_tokens, encoding, suffix=suffix)[0]
+
+
+def truncate_counted(
+    text: str, max_tokens: int, encoding: EncodingLike = None, *, suffix: str = "", min_tokens: int = 0
+) -> tuple[str, int]:
+    """``truncate_to_tokens`` and the result's token count (it is counted anyway, to check it).
+
+    ``min_tokens``: a text that does not fit is not cut below this many tokens ("" instead).
+    A text is encoded once, whether it fits or is cut (short texts' counts come from the cache).
+    """
     if max_tokens <= 0 or not text:
-        return ""
+        return "", 0
     enc = _resolve(encoding)
+    if len(text) <= _CACHE_MAX_CHARS:
+        n = count_tokens(text, encoding)
+        if n <= max_tokens:
+            return text, n
+        if max_tokens < min_tokens:
+            return "", 0
     ids = enc.encode_ordinary(text)
     if len(ids) <= max_tokens:
-        return text
-    room = max_tokens - (len(enc.encode_ordinary(suffix)) if suffix else 0)
+        return text, len(ids)
+    if max_tokens < min_tokens:
+        return "", 0
+    room = max_tokens - count_tokens(suffix, enc)
     if room <= 0:
-        return ""
+        return "", 0
     # The bytes of the first `room` tokens are a byte prefix of the text; dropping a partial
     # UTF-8 character at the end gives a character prefix.
     prefix = enc.decode_bytes(ids[:room]).decode("utf-8", errors="ignore")
@@ -108,12 +133,14 @@ def truncate_to_tokens(text: str, max_tokens: int, encoding: EncodingLike = None
         if space > 0 and len(prefix) - space <= max(1, int(len(prefix) * _WORD_BOUNDARY_SLACK)):
             prefix = prefix[:space]
     prefix = prefix.rstrip()
-    result = prefix + suffix
     # Re-tokenising a prefix can in rare cases merge differently; shrink until it fits.
-    while prefix and len(enc.encode_ordinary(result)) > max_tokens:
-        prefix = prefix[:-1]
+    while prefix:
         result = prefix + suffix
-    return result if prefix else ""
+        n = len(enc.encode_ordinary(result))
+        if n <= max_tokens:
+            return result, n
+        prefix = prefix[:-1]
+    return "", 0
 
 
 def truncate_batch(
