@@ -118,7 +118,10 @@ def main() -> None:
     args = ap.parse_args()
 
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="ce-bench-retrieval-"))
-    settings = Settings(data_dir=data_dir, embedder=args.embedder, redis_url=None)
+    # Each user's index is loaded inside their first query: every question is answered from
+    # the in-process index (the steady state), not by SQL while a background load races it,
+    # so two runs give the same table.
+    settings = Settings(data_dir=data_dir, embedder=args.embedder, redis_url=None, user_index_load="sync")
     rt = build_runtime(settings)
     tenant = f"bench-{uuid.uuid4().hex[:8]}"
     key_id, _ = create_key(rt.db, tenant, Role.admin)

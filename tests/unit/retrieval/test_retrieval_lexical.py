@@ -70,3 +70,34 @@ def test_bm25_prefers_rare_terms_and_short_docs():
     expected = stats.idf("blue") * 2.2 / (1 + 1.2 * (0.25 + 0.75 * dl / avg))
     assert bm25(docs[3], ["blue"], stats) == pytest.approx(expected)
     assert math.isfinite(bm25(docs[3], q, CorpusStats(0, 0.0, {})))
+
+
+_SCORE_IN_A_FRESH_PROCESS = """
+from context_engine.retrieval.lexical import BM25Scorer, CorpusStats, term_counts
+terms = [f"term{i}" for i in range(12)]
+stats = CorpusStats(n_docs=1000, avg_len=9.0, df={t: 1 + 37 * i for i, t in enumerate(terms)})
+scorer = BM25Scorer(terms, stats)
+doc = terms + terms[:5]
+print(repr(scorer.score(doc)), repr(scorer.score_counts([term_counts(doc)], len(doc))))
+"""
+
+
+def test_bm25_score_is_the_same_float_in_every_process():
+    # Summed in set order, the last bits followed PYTHONHASHSEED (three different floats over
+    # these six seeds), so ties between candidates broke differently from process to process.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import context_engine
+
+    path = str(Path(context_engine.__file__).parent.parent)
+    outputs = {
+        subprocess.run([sys.executable, "-c", _SCORE_IN_A_FRESH_PROCESS], check=True, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": path}).stdout
+        for seed in range(6)
+    }
+    assert len(outputs) == 1
+    a, b = outputs.pop().split()
+    assert a == b

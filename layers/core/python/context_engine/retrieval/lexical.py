@@ -125,14 +125,20 @@ class BM25Scorer:
         self._k1 = k1
         self._b = b
 
+    def _in_query_order(self, shared: frozenset[str]) -> Iterable[str]:
+        # A set's order follows string hashes, which differ per process (PYTHONHASHSEED):
+        # summing in it would make the last bits of a score, and so ties, vary by process.
+        return shared if len(shared) < 2 else [t for t in self.terms if t in shared]
+
     def score(self, doc_terms: Sequence[str], *, avg_len: float | None = None) -> float:
         if not doc_terms or self._set.isdisjoint(doc_terms):
             return 0.0
         k1, b = self._k1, self._b
         mean = avg_len if avg_len is not None else self._avg
         norm = k1 * (1.0 - b + b * len(doc_terms) / mean) if mean > 0 else k1
+        shared = self._set.intersection(doc_terms)
         score = 0.0
-        for term in self._set.intersection(doc_terms):
+        for term in self._in_query_order(shared):
             f = doc_terms.count(term) if isinstance(doc_terms, list | tuple) else Counter(doc_terms)[term]
             score += self._idf[term] * f * (k1 + 1.0) / (f + norm)
         return score
@@ -140,8 +146,8 @@ class BM25Scorer:
     def score_counts(self, pieces: Sequence[Mapping[str, int]], length: int, *, avg_len: float | None = None) -> float:
         """``score`` of a document given as its pieces' term counts, in document order (each
         from ``term_counts``), and its length: no scan of the terms (the re-ranker scores
-        hundreds of parts per query). The intersection meets the shared terms in first-seen
-        order here as in ``score``, so they are summed in the same order: the same float."""
+        hundreds of parts per query). Terms are summed in query order, as in ``score``: the
+        same float."""
         terms = self._set.intersection(pieces[0] if len(pieces) == 1 else itertools.chain.from_iterable(pieces))
         if not terms:
             return 0.0
@@ -149,7 +155,7 @@ class BM25Scorer:
         mean = avg_len if avg_len is not None else self._avg
         norm = k1 * (1.0 - b + b * length / mean) if mean > 0 else k1
         score = 0.0
-        for term in terms:
+        for term in self._in_query_order(terms):
             f = 0
             for counts in pieces:
                 f += counts.get(term, 0)
