@@ -100,6 +100,30 @@ def test_a_turn_indexed_late_within_the_margin_is_picked_up(runtime, admin, cach
     assert late in entry.row_of
 
 
+def test_a_refresh_reads_only_rows_the_copy_does_not_hold(runtime, admin, cache, database, monkeypatch) -> None:
+    """Every turn here was indexed within the refresh margin: a refresh must still fetch only
+    the new ones (and a re-indexed one), not the whole last minute again."""
+    _write(runtime, admin, n=10)
+    scope = Scope(admin.tenant_id, "a1", "u1")
+    backend = PostgresSearchBackend(runtime.db, cache)
+    backend.search_turns(scope, _query(runtime, "dog"), k=5)
+    entry = next(iter(cache._entries.values()))
+    assert len(entry.recent) == 10
+    read: list[int] = []
+    upsert = UserIndex.upsert
+    monkeypatch.setattr(UserIndex, "upsert", lambda self, rows: (read.append(len(rows)), upsert(self, rows))[1])
+    _write(runtime, admin, n=3, start=10)
+    backend.search_turns(scope, _query(runtime, "dog"), k=5)
+    [held] = _write(runtime, admin, n=1, start=13)
+    backend.search_turns(scope, _query(runtime, "dog"), k=5)
+    assert read == [3, 1] and entry.n == 14 and len(entry.recent) == 14
+    # re-indexed with another vector: read again, and the copy is loaded anew
+    with database.owner() as conn:
+        conn.execute("update turns set indexed_at = now(), embedding = a_embedding where id = %s", [held])
+    backend.search_turns(scope, _query(runtime, "dog"), k=5)
+    assert read[:3] == [3, 1, 1] and next(iter(cache._entries.values())) is not entry
+
+
 def test_deleted_turns_reload_the_copy(runtime, admin, cache) -> None:
     ids = _write(runtime, admin, n=20)
     scope = Scope(admin.tenant_id, "a1", "u1")

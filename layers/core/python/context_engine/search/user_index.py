@@ -25,8 +25,9 @@ snapshot would be:
   when it differs from the copy's, the copy reads the rows indexed since its watermark
   (``indexed_at >= watermark - REFRESH_MARGIN``, index ``turns_scope_indexed``). ``indexed_at``
   is the indexing transaction's start time, so a transaction that commits after a later one
-  could fall behind the watermark: the margin re-reads the last minute, far longer than an
-  indexing statement runs.
+  could fall behind the watermark: the margin covers the last minute, far longer than an
+  indexing statement runs. Rows of the margin the copy holds, as indexed then, are left out
+  of the statement (``recent``), so a refresh reads only new and re-indexed rows.
 - **Deletions** (DeleteContext, erasure, retention) leave the copy with more rows than the
   user's indexed-turn count (``search_doc_stats.n_docs``, same triggers), and a re-indexed
   turn (another embedding model) may change its terms: either way the copy is dropped and
@@ -79,6 +80,13 @@ _LOAD_SQL = (
     " and t.embedding is not null and t.lex is not null"
 )
 
+# A refresh: the rows indexed since the watermark, less the margin, that the copy does not
+# already hold as indexed then (the margin's rows are re-read only if they were re-indexed).
+_SINCE_SQL = (
+    " and t.indexed_at >= %(since)s and not exists (select 1 from unnest(%(ids)s::uuid[], %(ats)s::timestamptz[])"
+    " as k(id, at) where k.id = t.id and k.at = t.indexed_at)"
+)
+
 _GENERATION_SQL = (
     "select coalesce((select generation from search_generations"
     " where tenant_id = %(t)s and agent_id = %(a)s and user_id = %(u)s), 0) as g"
@@ -128,6 +136,8 @@ class UserIndex:
         self.dim = dim
         self.generation = generation
         self.watermark: dt.datetime | None = None
+        # id → indexed_at of the rows inside the refresh margin: a refresh skips them in SQL
+        self.recent: dict[str, dt.datetime] = {}
         self.last_used = time.monotonic()
         self.stale = False
         self.ids: list[str] = []
@@ -181,9 +191,8 @@ class UserIndex:
         return new
 
     def upsert(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Append rows of ``_LOAD_SQL`` (a refresh re-reads the last minute: known ids are
-        skipped, unless re-indexed — then the copy is ``stale``). The caller holds ``lock``
-        (or owns the entry alone)."""
+        """Append rows of ``_LOAD_SQL`` (a known id is a re-indexed turn: if its vector
+        changed, the copy is ``stale``). The caller holds ``lock`` (or owns the entry alone)."""
         fresh = []
         for r in rows:
             if self.watermark is None or r["indexed_at"] > self.watermark:
@@ -193,6 +202,11 @@ class UserIndex:
                 fresh.append(r)
             elif not np.array_equal(_vectors([r["e"]], self.dim)[0][0], self._m["e"][slot]):
                 self.stale = True
+        if self.watermark is not None:
+            cut = self.watermark - REFRESH_MARGIN
+            recent = {k: at for k, at in self.recent.items() if at >= cut}
+            recent.update((str(r["id"]), r["indexed_at"]) for r in rows if r["indexed_at"] >= cut)
+            self.recent = recent
         if not fresh:
             return
         e, _ = _vectors([r["e"] for r in fresh], self.dim)
@@ -432,9 +446,10 @@ class UserIndexCache:
 
     def _refresh(self, conn: Conn, key: Key, entry: UserIndex, generation: int) -> None:
         since = entry.watermark - REFRESH_MARGIN if entry.watermark is not None else None
-        sql = _LOAD_SQL + (" and t.indexed_at >= %(since)s" if since is not None else "")
-        rows = conn.cursor(binary=True).execute(
-            sql, {"t": key[0], "a": key[1], "u": key[2], "since": since}).fetchall()
+        sql = _LOAD_SQL + (_SINCE_SQL if since is not None else "")
+        rows = conn.cursor(binary=True).execute(sql, {
+            "t": key[0], "a": key[1], "u": key[2], "since": since,
+            "ids": list(entry.recent), "ats": list(entry.recent.values())}).fetchall()
         entry.upsert(rows)  # type: ignore[arg-type]
         entry.generation = generation
 
