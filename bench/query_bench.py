@@ -14,8 +14,9 @@ embedded inside QueryContext on a miss), after the collector tuning a serving pr
 query text is new, so neither the context cache nor the query-vector cache has it) and then
 again (a hit), without a session (retrieval over the user's 10k turns) and with one; misses
 right after a turn of the user was written and indexed (the user's in-process index is
-refreshed inside the miss); each user's first miss in the process (served by SQL while the
-user's index loads in the background) and the load itself.
+refreshed inside the miss); misses without the user's index (the SQL path); each user's first
+miss in the process (served by SQL while the user's index loads in the background) and the
+load itself.
 
     .venv/bin/python bench/query_bench.py [--data-dir DIR] [--queries 300] [--budget 2000] [--redis]
 """
@@ -263,6 +264,15 @@ def main() -> None:
             indexes.wait_for_loads()  # the next user's first query should not compete with this load
         return ms
 
+    def sql_path(texts: list[str]) -> list[float]:
+        """Misses served without a user index, as a user's first queries in a process (a Lambda
+        environment) are while it loads, and every query of a user too large for the budget."""
+        budget, indexes.max_bytes = indexes.max_bytes, 0  # nobody fits: every search takes SQL
+        try:
+            return run(texts, None)[0]
+        finally:
+            indexes.max_bytes = budget
+
     def index_loads(users: range) -> list[float]:
         """Loading one user's index (10k turns), as the background thread does."""
         ms = []
@@ -286,6 +296,7 @@ def main() -> None:
     miss_free, hit_free = run(questions[:n], None)
     miss_sess, hit_sess = run(questions[n: 2 * n], "u0-s99")
     miss_written = run_after_writes(questions[2 * n: 2 * n + 100])
+    miss_sql = sql_path([f"Tell me: {q}" for q in questions[:100]])  # new texts: misses
     embed_ms = []
     for q in questions[2 * n: 2 * n + 100]:
         t = time.perf_counter()
@@ -294,6 +305,7 @@ def main() -> None:
     rows = [line("miss, no session (retrieval over 10k turns)", miss_free),
             line("miss, with session (+ summary, recent, tools)", miss_sess),
             line("miss right after a write of the user (index refreshed)", miss_written),
+            line("miss without the user's index (SQL path)", miss_sql),
             line("first miss of a user in the process (SQL path; the index loads meanwhile)", cold),
             line("  loading a user's index (10k turns), off the request path", loads),
             line("hit (in-process LRU)", hit_free + hit_sess),
