@@ -1,7 +1,12 @@
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import context_engine
 from context_engine.retrieval.lexical import (
     STOP_WORDS,
     CorpusStats,
@@ -85,13 +90,6 @@ print(repr(scorer.score(doc)), repr(scorer.score_counts([term_counts(doc)], len(
 def test_bm25_score_is_the_same_float_in_every_process():
     # Summed in set order, the last bits followed PYTHONHASHSEED (three different floats over
     # these six seeds), so ties between candidates broke differently from process to process.
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import context_engine
-
     path = str(Path(context_engine.__file__).parent.parent)
     outputs = {
         subprocess.run([sys.executable, "-c", _SCORE_IN_A_FRESH_PROCESS], check=True, capture_output=True,

@@ -41,7 +41,7 @@ snapshot would be:
   Erasure drops the user's copies in the erasing process at once.
 
 Loading a copy is one statement plus building the posting lists (~0.8 s for 10k turns with
-three 384-d vectors each on the 2-core dev machine; ~5 KB per turn in memory). By default it
+three 384-d vectors each on the 2-core dev machine; ~6 KB per turn in memory). By default it
 runs on a background thread while the user's first query takes the SQL path, so no request
 pays for it; ``background=None`` loads it in the query instead (tests). In Lambda that thread
 runs only during invocations (the environment is frozen between them): the load overlaps the
